@@ -1,0 +1,149 @@
+"""The ASGI application: routes, error handling, and the lifespan that owns every resource."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from simplejson import dumps
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from payhook import __version__, health
+from payhook.config import Settings
+from payhook.db import create_engine
+from payhook.errors import PayhookError, ServiceUnavailable, ValidationFailed
+from payhook.observability.logging import RequestIdMiddleware, configure_logging
+from payhook.processing.embedded import EmbeddedExecutor
+from payhook.processing.processor import Processor
+from payhook.processing.steps import load_step
+from payhook.runtime import Runtime
+from payhook.transactions import router as transactions_router
+from payhook.transactions.repository import TransactionRepository
+from payhook.transactions.schemas import TransactionIn
+from payhook.webhooks import router as webhooks_router
+from payhook.webhooks.ingest import STORAGE_ERRORS, Ingestor
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, run_executor: bool = True) -> FastAPI:
+    """Build the app; resources are created when it starts, not here."""
+    settings = settings or Settings()
+    configure_logging(settings)
+    app = FastAPI(
+        title="payhook",
+        version=__version__,
+        summary="Receive payment transaction webhooks; store durably; process once, after a delay.",
+        lifespan=_lifespan(settings, run_executor),
+    )
+    app.include_router(health.router)
+    app.include_router(webhooks_router.router)
+    app.include_router(transactions_router.router)
+    _install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    _document_request_body(app)
+    return app
+
+
+def _lifespan(settings: Settings, run_executor: bool) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = build_runtime(settings, run_executor=run_executor)
+        app.state.runtime = runtime
+        runtime.ingestor.start()
+        if runtime.executor is not None:
+            runtime.executor.start()
+        log.info("payhook.started", executor="embedded" if runtime.executor else "none")
+        try:
+            yield
+        finally:
+            await runtime.ingestor.stop()
+            if runtime.executor is not None:
+                await runtime.executor.stop()
+            await runtime.engine.dispose()
+            log.info("payhook.stopped")
+
+    return lifespan
+
+
+def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
+    """Engine, repository, ingest path and (optionally) the embedded executor."""
+    engine = create_engine(settings)
+    repository = TransactionRepository(engine)
+    executor = None
+    if run_executor:
+        processor = Processor(load_step(settings.processing_step), settings)
+        executor = EmbeddedExecutor(repository, processor, settings)
+    ingestor = Ingestor(
+        repository,
+        delay_seconds=settings.processing_delay_seconds,
+        max_batch=settings.ingest_max_batch,
+        on_stored=executor.notify_due if executor else None,
+    )
+    return Runtime(settings, engine, repository, ingestor, executor)
+
+
+def _problem_response(error: PayhookError) -> Response:
+    return Response(
+        dumps(error.problem()),
+        status_code=error.status_code,
+        media_type="application/problem+json",
+        headers=error.headers(),
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_payhook_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PayhookError)
+        return _problem_response(exc)
+
+    async def on_storage_error(_: Request, exc: Exception) -> Response:
+        log.warning("storage.unavailable", error=type(exc).__name__)
+        return _problem_response(ServiceUnavailable("Storage is unavailable. Retry later."))
+
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return _problem_response(ValidationFailed(detail, errors=errors))
+
+    async def on_http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error = PayhookError(str(exc.detail))
+        problem = {**error.problem(), "status": exc.status_code, "title": str(exc.detail)}
+        problem["type"] = "about:blank"
+        return Response(
+            dumps(problem),
+            status_code=exc.status_code,
+            media_type="application/problem+json",
+            headers=dict(exc.headers or {}),
+        )
+
+    app.add_exception_handler(PayhookError, on_payhook_error)
+    for error_type in STORAGE_ERRORS:
+        app.add_exception_handler(error_type, on_storage_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+
+
+def _document_request_body(app: FastAPI) -> None:
+    """The webhook body is parsed by hand (to keep amounts exact); publish its schema anyway."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["TransactionIn"] = TransactionIn.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,81 @@
+"""Group commit: many concurrent callers, one write.
+
+Callers `submit` an item and wait. One writer task takes everything queued so far (up to
+`max_batch`), hands it to `write` as one batch, and answers each caller with its own result.
+While a write is in flight new items queue up, so batches grow exactly as fast as load does and
+an idle system adds no latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+import structlog
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = structlog.get_logger(__name__)
+
+
+class GroupCommitter(Generic[T, R]):
+    """Batches concurrent submissions into single calls of `write`."""
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int,
+        name: str,
+    ) -> None:
+        self._write = write
+        self._max_batch = max_batch
+        self._name = name
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._ready.set()
+        await self._task
+        self._task = None
+
+    async def submit(self, item: T) -> R:
+        if self._closing or self._task is None:
+            raise RuntimeError(f"{self._name} is not running")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        self._ready.set()
+        return await future
+
+    async def _run(self) -> None:
+        while not self._closing:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._queue:
+                await self._write_one_batch()
+
+    async def _write_one_batch(self) -> None:
+        batch = self._queue[: self._max_batch]
+        del self._queue[: self._max_batch]
+        try:
+            results = await self._write([item for item, _ in batch])
+        except Exception as exc:
+            log.warning(f"{self._name}.write_failed", size=len(batch), error=repr(exc))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)

@@ -1,0 +1,92 @@
+"""The one settings class. Every setting is an environment variable of the same name."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """Configuration of the API and the executors, read from the environment (and `.env`)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    environment: Environment = Environment.DEVELOPMENT
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    web_concurrency: int = Field(1, ge=1)
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.AUTO
+
+    database_url: str = "sqlite:///./payhook.db"
+    db_pool_size: int = Field(10, ge=1)
+
+    processing_delay_seconds: float = Field(30.0, ge=0)
+    processing_step: str = "payhook.processing.steps:simulated_external_call"
+    processing_timeout_seconds: PositiveSeconds = 30.0
+    max_retries: int = Field(3, ge=0)
+    retry_backoff_seconds: PositiveSeconds = 2.0
+    retry_backoff_max_seconds: PositiveSeconds = 300.0
+
+    executor_concurrency: int = Field(256, ge=1)
+    executor_batch_size: int = Field(500, ge=1)
+    executor_poll_seconds: PositiveSeconds = 0.2
+    ingest_max_batch: int = Field(512, ge=1)
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper_level(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim protects a row: the step timeout plus room to record the outcome."""
+        return self.processing_timeout_seconds + 30.0
+
+
+_SCHEMES = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+
+def normalise_database_url(url: str) -> str:
+    """Map the URL forms hosting platforms hand out onto the async drivers payhook uses."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in _SCHEMES:
+        raise ValueError(f"DATABASE_URL must be a postgresql:// or sqlite:// URL, not {scheme!r}")
+    driver = _SCHEMES[scheme]
+    if driver.startswith("postgresql"):
+        # libpq's sslmode is spelled ssl for asyncpg.
+        rest = rest.replace("sslmode=", "ssl=")
+    return f"{driver}://{rest}"

@@ -1,0 +1,79 @@
+"""Errors that payhook answers with, as RFC 9457 problem+json.
+
+PayhookError                 base: a status code, a title and a detail
+├── InvalidRequest           400  the body is not JSON payhook can read
+├── NotFound                 404  no such transaction
+├── TransactionConflict      409  same transaction_id, different content
+├── PayloadTooLarge          413  body over the limit
+├── UnsupportedMediaType     415  body is not application/json
+├── ValidationFailed         422  JSON, but a field is missing or wrong
+└── ServiceUnavailable       503  storage is down: retry later, nothing was stored
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class PayhookError(Exception):
+    """Root of every error payhook turns into an HTTP answer."""
+
+    status_code: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def problem(self) -> dict[str, Any]:
+        slug = self.title.lower().replace(" ", "-")
+        return {
+            "type": f"https://payhook.dev/problems/{slug}",
+            "title": self.title,
+            "status": self.status_code,
+            "detail": self.detail,
+            **self.extra,
+        }
+
+
+class InvalidRequest(PayhookError):
+    status_code = 400
+    title = "Invalid request"
+
+
+class NotFound(PayhookError):
+    status_code = 404
+    title = "Not found"
+
+
+class TransactionConflict(PayhookError):
+    status_code = 409
+    title = "Transaction conflict"
+
+
+class PayloadTooLarge(PayhookError):
+    status_code = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(PayhookError):
+    status_code = 415
+    title = "Unsupported media type"
+
+
+class ValidationFailed(PayhookError):
+    status_code = 422
+    title = "Validation failed"
+
+
+class ServiceUnavailable(PayhookError):
+    status_code = 503
+    title = "Service unavailable"
+    retry_after_seconds: ClassVar[int] = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}

@@ -1,0 +1,1 @@
+"""Observability: structured logs with a request id on every line."""

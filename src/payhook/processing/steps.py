@@ -1,0 +1,33 @@
+"""Processing steps: the work done for a transaction once it falls due.
+
+A step is `async def step(transaction: ClaimedTransaction) -> None`; raising means the attempt
+failed. Configure another with PROCESSING_STEP="package.module:function". A step that calls an
+external API should send `transaction.idempotency_key`, which is the same on every attempt, so a
+retry after a crash cannot apply the effect twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Awaitable, Callable
+
+from payhook.transactions.repository import ClaimedTransaction
+
+ProcessingStep = Callable[[ClaimedTransaction], Awaitable[None]]
+
+
+async def simulated_external_call(transaction: ClaimedTransaction) -> None:
+    """The default step: the external API call whose latency PROCESSING_DELAY_SECONDS simulates."""
+    del transaction
+
+
+def load_step(path: str) -> ProcessingStep:
+    """Import `module:function` and check it is a coroutine function."""
+    module_name, _, attribute = path.partition(":")
+    if not attribute:
+        raise ValueError(f"PROCESSING_STEP must look like 'package.module:function', not {path!r}")
+    step = getattr(importlib.import_module(module_name), attribute)
+    if not asyncio.iscoroutinefunction(step):
+        raise TypeError(f"PROCESSING_STEP {path!r} must be an async function")
+    return step  # type: ignore[no-any-return]

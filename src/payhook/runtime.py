@@ -1,0 +1,41 @@
+"""What the app holds for its lifetime, and the dependencies that hand it to routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from payhook.config import Settings
+from payhook.processing.embedded import EmbeddedExecutor
+from payhook.transactions.repository import TransactionRepository
+from payhook.webhooks.ingest import Ingestor
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    repository: TransactionRepository
+    ingestor: Ingestor
+    executor: EmbeddedExecutor | None
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_ingestor(request: Request) -> Ingestor:
+    return get_runtime(request).ingestor
+
+
+def get_repository(request: Request) -> TransactionRepository:
+    return get_runtime(request).repository
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+IngestorDep = Annotated[Ingestor, Depends(get_ingestor)]
+RepositoryDep = Annotated[TransactionRepository, Depends(get_repository)]

@@ -1,0 +1,10 @@
+"""UTC timestamps as ISO 8601 with a `Z` suffix, the form every payhook response uses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def isoformat_z(moment: datetime, timespec: str = "microseconds") -> str:
+    """`2024-01-15T10:30:00.000000Z` for an aware datetime, in UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec=timespec) + "Z"

@@ -1,0 +1,1 @@
+"""Transactions: the stored record, its schedule and its history."""

@@ -1,0 +1,105 @@
+"""Tables. The transactions row is also the job: its schedule lives in the same row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import cast
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from payhook.db import Base, ExactDecimal, UTCDateTime
+
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class TransactionStatus(StrEnum):
+    PROCESSING = "PROCESSING"
+    PROCESSED = "PROCESSED"
+    FAILED = "FAILED"
+
+
+class DeliveryOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+class AttemptOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Transaction(Base):
+    __tablename__ = "transactions"
+
+    transaction_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    source_account: Mapped[str] = mapped_column(String(255))
+    destination_account: Mapped[str] = mapped_column(String(255))
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal())
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        # Only pending rows are ever claimed, so only they are indexed by due time.
+        Index(
+            "ix_transactions_pending_due_at",
+            "due_at",
+            postgresql_where=text("status = 'PROCESSING'"),
+            sqlite_where=text("status = 'PROCESSING'"),
+        ),
+    )
+
+
+class Delivery(Base):
+    """Every webhook delivery received, with its raw body: the evidence behind each transaction."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("transactions.transaction_id"), index=True
+    )
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(16))
+    raw_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class ProcessingAttempt(Base):
+    """One run of the processing step for one transaction."""
+
+    __tablename__ = "processing_attempts"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("transactions.transaction_id"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+transactions = cast(Table, Transaction.__table__)
+deliveries = cast(Table, Delivery.__table__)
+processing_attempts = cast(Table, ProcessingAttempt.__table__)

@@ -1,0 +1,305 @@
+"""All SQL about transactions, in one place. Each public method is one database transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Row, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from payhook.transactions.models import (
+    AttemptOutcome,
+    DeliveryOutcome,
+    TransactionStatus,
+    deliveries,
+    processing_attempts,
+    transactions,
+)
+from payhook.transactions.schemas import TransactionContent, TransactionIn
+
+t = transactions
+PENDING = TransactionStatus.PROCESSING.value
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A validated webhook waiting to be stored."""
+
+    transaction: TransactionIn
+    raw_body: bytes
+    received_at: datetime
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    outcome: DeliveryOutcome
+    status: TransactionStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTransaction:
+    """A due transaction leased to one executor; `claim_token` fences its completion."""
+
+    transaction_id: str
+    source_account: str
+    destination_account: str
+    amount: Decimal
+    currency: str
+    created_at: datetime
+    due_at: datetime
+    attempt: int
+    claim_token: str
+    claimed_at: datetime
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every attempt, so an external API applies the effect once."""
+        return f"payhook:{self.transaction_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt of the processing step came to."""
+
+    claimed: ClaimedTransaction
+    finished_at: datetime
+    error: str | None = None
+    retry_at: datetime | None = None  # with an error: try again then; without: give up
+
+
+class TransactionRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._insert = _dialect_insert(engine)
+
+    async def ingest(self, batch: Sequence[NewDelivery]) -> list[IngestResult]:
+        """Store a batch of deliveries atomically; a new id makes a row, a known one is compared."""
+        firsts: dict[str, NewDelivery] = {}
+        for item in batch:
+            firsts.setdefault(item.transaction.transaction_id, item)
+        async with self._engine.begin() as conn:
+            inserted = await self._insert_new(conn, firsts.values())
+            stored = await self._stored_content(conn, firsts.keys() - inserted)
+            for key in inserted:
+                stored[key] = _content_of(firsts[key])
+            results = [_judge(item, firsts, inserted, stored) for item in batch]
+            await conn.execute(
+                insert(deliveries),
+                [
+                    {
+                        "transaction_id": item.transaction.transaction_id,
+                        "received_at": item.received_at,
+                        "outcome": result.outcome.value,
+                        "raw_body": item.raw_body,
+                    }
+                    for item, result in zip(batch, results, strict=True)
+                ],
+            )
+        return results
+
+    async def _insert_new(self, conn: AsyncConnection, items: Iterable[NewDelivery]) -> set[str]:
+        rows = [
+            {
+                **item.transaction.model_dump(),
+                "status": PENDING,
+                "created_at": item.received_at,
+                "due_at": item.due_at,
+                "attempts": 0,
+            }
+            for item in items
+        ]
+        statement = (
+            self._insert(t)
+            .on_conflict_do_nothing(index_elements=[t.c.transaction_id])
+            .returning(t.c.transaction_id)
+        )
+        result = await conn.execute(statement, rows)
+        return set(result.scalars().all())
+
+    async def _stored_content(
+        self, conn: AsyncConnection, ids: set[str]
+    ) -> dict[str, TransactionContent]:
+        if not ids:
+            return {}
+        result = await conn.execute(
+            select(
+                t.c.transaction_id,
+                t.c.source_account,
+                t.c.destination_account,
+                t.c.amount,
+                t.c.currency,
+                t.c.status,
+            ).where(t.c.transaction_id.in_(ids))
+        )
+        return {
+            row.transaction_id: TransactionContent.model_validate(row._mapping) for row in result
+        }
+
+    async def get(self, transaction_id: str) -> Row[tuple[object, ...]] | None:
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(readonly=True)
+            result = await conn.execute(select(t).where(t.c.transaction_id == transaction_id))
+            return result.first()
+
+    async def next_due_at(self, now: datetime) -> datetime | None:
+        """When the earliest claimable transaction falls due (possibly already past)."""
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(readonly=True)
+            result = await conn.execute(
+                select(func.min(t.c.due_at)).where(t.c.status == PENDING, _unleased(now))
+            )
+            due: datetime | None = result.scalar()
+            return due
+
+    async def claim_due(
+        self, now: datetime, *, limit: int, lease_seconds: float, token: str
+    ) -> list[ClaimedTransaction]:
+        """Lease up to `limit` due rows to `token`; rows locked by others are skipped."""
+        due = (
+            select(t.c.transaction_id)
+            .where(t.c.status == PENDING, t.c.due_at <= now, _unleased(now))
+            .order_by(t.c.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(t)
+            .where(t.c.transaction_id.in_(due.scalar_subquery()))
+            .values(
+                attempts=t.c.attempts + 1,
+                claim_token=token,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+            )
+            .returning(
+                t.c.transaction_id,
+                t.c.source_account,
+                t.c.destination_account,
+                t.c.amount,
+                t.c.currency,
+                t.c.created_at,
+                t.c.due_at,
+                t.c.attempts,
+            )
+        )
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [
+            ClaimedTransaction(
+                transaction_id=row.transaction_id,
+                source_account=row.source_account,
+                destination_account=row.destination_account,
+                amount=row.amount,
+                currency=row.currency,
+                created_at=row.created_at,
+                due_at=row.due_at,
+                attempt=row.attempts,
+                claim_token=token,
+                claimed_at=now,
+            )
+            for row in rows
+        ]
+
+    async def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply outcomes under their claim's fence; False where the claim was lost meanwhile."""
+        async with self._engine.begin() as conn:
+            applied = await self._mark_processed(conn, [o for o in outcomes if o.error is None])
+            for outcome in outcomes:
+                if outcome.error is not None and await self._mark_failed_attempt(conn, outcome):
+                    applied.add(outcome.claimed.transaction_id)
+            kept = [o for o in outcomes if o.claimed.transaction_id in applied]
+            if kept:
+                await conn.execute(insert(processing_attempts), [_attempt_row(o) for o in kept])
+        return [o.claimed.transaction_id in applied for o in outcomes]
+
+    async def _mark_processed(self, conn: AsyncConnection, done: Sequence[Outcome]) -> set[str]:
+        applied: set[str] = set()
+        by_token: dict[tuple[str, datetime], list[str]] = {}
+        for outcome in done:
+            key = (outcome.claimed.claim_token, outcome.finished_at)
+            by_token.setdefault(key, []).append(outcome.claimed.transaction_id)
+        for (token, finished_at), ids in by_token.items():
+            result = await conn.execute(
+                update(t)
+                .where(t.c.transaction_id.in_(ids), t.c.claim_token == token, t.c.status == PENDING)
+                .values(
+                    status=TransactionStatus.PROCESSED.value,
+                    processed_at=finished_at,
+                    claim_token=None,
+                    lease_expires_at=None,
+                    last_error=None,
+                )
+                .returning(t.c.transaction_id)
+            )
+            applied.update(result.scalars().all())
+        return applied
+
+    async def _mark_failed_attempt(self, conn: AsyncConnection, outcome: Outcome) -> bool:
+        claimed = outcome.claimed
+        retry = outcome.retry_at is not None
+        values: dict[str, object] = {
+            "claim_token": None,
+            "lease_expires_at": None,
+            "last_error": outcome.error,
+        }
+        if retry:
+            values["due_at"] = outcome.retry_at
+        else:
+            values["status"] = TransactionStatus.FAILED.value
+        result = await conn.execute(
+            update(t)
+            .where(
+                t.c.transaction_id == claimed.transaction_id,
+                t.c.claim_token == claimed.claim_token,
+                t.c.status == PENDING,
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount)
+
+
+def _unleased(now: datetime) -> Any:
+    return or_(t.c.lease_expires_at.is_(None), t.c.lease_expires_at <= now)
+
+
+def _dialect_insert(engine: AsyncEngine) -> Callable[..., Any]:
+    return sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+
+
+def _content_of(item: NewDelivery) -> TransactionContent:
+    return TransactionContent(
+        **item.transaction.model_dump(exclude={"transaction_id"}),
+        status=TransactionStatus.PROCESSING,
+    )
+
+
+def _judge(
+    item: NewDelivery,
+    firsts: dict[str, NewDelivery],
+    inserted: set[str],
+    stored: dict[str, TransactionContent],
+) -> IngestResult:
+    key = item.transaction.transaction_id
+    content = stored[key]
+    if key in inserted and firsts[key] is item:
+        return IngestResult(DeliveryOutcome.ACCEPTED, content.status)
+    if item.transaction.same_content(content):
+        return IngestResult(DeliveryOutcome.DUPLICATE, content.status)
+    return IngestResult(DeliveryOutcome.CONFLICT, content.status)
+
+
+def _attempt_row(outcome: Outcome) -> dict[str, object]:
+    failed = outcome.error is not None
+    return {
+        "transaction_id": outcome.claimed.transaction_id,
+        "attempt": outcome.claimed.attempt,
+        "started_at": outcome.claimed.claimed_at,
+        "finished_at": outcome.finished_at,
+        "outcome": (AttemptOutcome.FAILED if failed else AttemptOutcome.SUCCEEDED).value,
+        "error": outcome.error,
+    }

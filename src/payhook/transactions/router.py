@@ -1,0 +1,44 @@
+"""`GET /v1/transactions/{transaction_id}`: a transaction's status and timing."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from simplejson import dumps
+
+from payhook.errors import NotFound
+from payhook.runtime import RepositoryDep
+from payhook.timefmt import isoformat_z
+from payhook.transactions.schemas import Problem, TransactionOut
+
+router = APIRouter(tags=["transactions"])
+
+
+@router.get(
+    "/v1/transactions/{transaction_id}",
+    summary="Show one transaction",
+    response_model=list[TransactionOut],
+    responses={
+        200: {"description": "A list holding the one transaction."},
+        404: {
+            "description": "No transaction has this id.",
+            "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
+        },
+    },
+)
+async def get_transaction(transaction_id: str, repository: RepositoryDep) -> Response:
+    """The transaction as a one-element list (the original contract's shape)."""
+    row = await repository.get(transaction_id)
+    if row is None:
+        raise NotFound(f"No transaction has id {transaction_id!r}.", transaction_id=transaction_id)
+    view = {
+        "transaction_id": row.transaction_id,
+        "source_account": row.source_account,
+        "destination_account": row.destination_account,
+        "amount": row.amount,
+        "currency": row.currency,
+        "status": row.status,
+        "created_at": isoformat_z(row.created_at),
+        "processed_at": None if row.processed_at is None else isoformat_z(row.processed_at),
+    }
+    # simplejson writes a Decimal as the exact number it holds: 150.50 stays 150.50.
+    return Response(dumps([view], use_decimal=True), media_type="application/json")

@@ -1,0 +1,144 @@
+"""Pydantic shapes of what comes in and what goes out. Money stays `Decimal` end to end."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from typing import Annotated, Any, Literal
+
+import pycountry
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from payhook.transactions.models import TransactionStatus
+
+MAX_INTEGER_DIGITS = 20
+MAX_FRACTION_DIGITS = 18
+
+
+def _no_control_characters(value: str) -> str:
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _json_number(value: Any) -> Any:
+    # bool is an int in Python, and strings would be coerced: both are refused as amounts.
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+def _exact_amount(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if -exponent > MAX_FRACTION_DIGITS:
+        raise ValueError(f"must have at most {MAX_FRACTION_DIGITS} digits after the decimal point")
+    if value.adjusted() >= MAX_INTEGER_DIGITS:
+        raise ValueError(f"must be below 10^{MAX_INTEGER_DIGITS}")
+    return value
+
+
+@cache
+def known_currencies() -> frozenset[str]:
+    """ISO 4217 alphabetic codes, from the pycountry database."""
+    return frozenset(currency.alpha_3 for currency in pycountry.currencies)
+
+
+def _known_currency(value: str) -> str:
+    if value not in known_currencies():
+        raise ValueError("must be a known ISO 4217 currency code, such as USD or INR")
+    return value
+
+
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=255, strict=True),
+    AfterValidator(_no_control_characters),
+]
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_json_number),
+    AfterValidator(_exact_amount),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "examples": [1500, 150.5]}),
+]
+Currency = Annotated[
+    str,
+    Field(min_length=3, max_length=3, pattern="^[A-Z]{3}$", strict=True, examples=["INR"]),
+    AfterValidator(_known_currency),
+]
+
+
+class TransactionIn(BaseModel):
+    """A transaction webhook as a payment provider posts it. Unknown extra fields are ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    transaction_id: Identifier
+    source_account: Identifier
+    destination_account: Identifier
+    amount: Amount
+    currency: Currency
+
+    def same_content(self, other: TransactionContent) -> bool:
+        """Whether a re-delivery carries what is stored (amounts compare by value: 1.5 == 1.50)."""
+        return (
+            self.source_account == other.source_account
+            and self.destination_account == other.destination_account
+            and self.amount == other.amount
+            and self.currency == other.currency
+        )
+
+
+class TransactionContent(BaseModel):
+    """The stored fields a re-delivery is compared with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source_account: str
+    destination_account: str
+    amount: Decimal
+    currency: str
+    status: TransactionStatus
+
+
+class Acknowledgement(BaseModel):
+    """The body of a `202 Accepted`."""
+
+    transaction_id: str
+    status: TransactionStatus
+    duplicate: bool
+
+
+class TransactionOut(BaseModel):
+    """One transaction as `GET /v1/transactions/{id}` shows it."""
+
+    transaction_id: str
+    source_account: str
+    destination_account: str
+    amount: Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [150.5]})]
+    currency: str
+    status: TransactionStatus
+    created_at: datetime
+    processed_at: datetime | None
+
+
+class Health(BaseModel):
+    status: Literal["HEALTHY"]
+    current_time: datetime
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str

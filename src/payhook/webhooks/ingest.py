@@ -1,0 +1,58 @@
+"""The ingest path: validated deliveries are group-committed, and only then acknowledged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from payhook.batching import GroupCommitter
+from payhook.errors import ServiceUnavailable
+from payhook.transactions.repository import IngestResult, NewDelivery, TransactionRepository
+from payhook.transactions.schemas import TransactionIn
+
+log = structlog.get_logger(__name__)
+
+# What a failed write can look like besides SQLAlchemy's own errors: a dropped socket, a timeout.
+STORAGE_ERRORS = (SQLAlchemyError, OSError, TimeoutError, ConnectionError)
+
+
+class Ingestor:
+    """Stores deliveries through one group-committing writer per process."""
+
+    def __init__(
+        self,
+        repository: TransactionRepository,
+        *,
+        delay_seconds: float,
+        max_batch: int,
+        on_stored: Callable[[datetime], None] | None = None,
+    ) -> None:
+        self._delay = timedelta(seconds=delay_seconds)
+        self._on_stored = on_stored
+        self._committer: GroupCommitter[NewDelivery, IngestResult] = GroupCommitter(
+            repository.ingest, max_batch=max_batch, name="ingest"
+        )
+
+    def start(self) -> None:
+        self._committer.start()
+
+    async def stop(self) -> None:
+        await self._committer.stop()
+
+    async def ingest(self, transaction: TransactionIn, raw_body: bytes) -> IngestResult:
+        """Return once the delivery is committed; raise ServiceUnavailable if it could not be."""
+        received_at = datetime.now(UTC)
+        delivery = NewDelivery(transaction, raw_body, received_at, received_at + self._delay)
+        try:
+            result = await self._committer.submit(delivery)
+        except (*STORAGE_ERRORS, RuntimeError) as exc:
+            log.warning("webhook.store_failed", error=type(exc).__name__)
+            raise ServiceUnavailable(
+                "The transaction could not be stored; nothing was recorded. Retry later."
+            ) from exc
+        if self._on_stored is not None:
+            self._on_stored(delivery.due_at)
+        return result
