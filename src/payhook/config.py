@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     @property
     def lease_seconds(self) -> float:
         """How long a claim protects a row: the step timeout plus room to record the outcome."""
-        return self.processing_timeout_seconds + 30.0
+        return self.processing_timeout_seconds + 10.0
 
 
 _SCHEMES = {

@@ -1,0 +1,90 @@
+"""Shared fixtures: real PostgreSQL (and Redis) started by the harness, databases per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from payhook.config import Settings
+from payhook.schema import upgrade
+from tests.support.services import PostgresServer, RedisServer, ServiceUnavailableHere
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TEMPLATE = "payhook_template"
+
+
+def missing_service(reason: str) -> None:
+    """Skip with the reason on a developer machine; in CI a missing service is a failure."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the session, with a migrated template database."""
+    root = Path(tempfile.mkdtemp(prefix="payhook-pg-"))
+    try:
+        server = PostgresServer.create(root)
+    except ServiceUnavailableHere as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        missing_service(str(exc))
+    server.start()
+    try:
+        server.psql(f"CREATE DATABASE {TEMPLATE}")
+        asyncio.run(upgrade(Settings(database_url=server.url_for(TEMPLATE))))
+        yield server
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, migrated database cloned from the template, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    yield postgres.url_for(name)
+    postgres.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'payhook.db'}"
+    asyncio.run(upgrade(Settings(database_url=url)))
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on both databases."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    url = request.getfixturevalue("sqlite_url")
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    try:
+        server = RedisServer.create()
+    except ServiceUnavailableHere as exc:
+        missing_service(str(exc))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,134 @@
+"""The embedded executor end to end in-process: on time, retried with backoff, given up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from payhook.config import Settings
+from payhook.processing.embedded import EmbeddedExecutor
+from payhook.processing.processor import Processor
+from payhook.transactions.models import processing_attempts
+from payhook.transactions.repository import ClaimedTransaction, NewDelivery, TransactionRepository
+from payhook.transactions.schemas import TransactionIn
+
+pytestmark = pytest.mark.anyio
+Step = Callable[[ClaimedTransaction], object]
+
+
+def settings_for(url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=url,
+        retry_backoff_seconds=0.1,
+        executor_poll_seconds=0.05,
+    )
+
+
+async def add(repository: TransactionRepository, key: str, delay: float = 0.0) -> datetime:
+    transaction = TransactionIn(
+        transaction_id=key,
+        source_account="s",
+        destination_account="d",
+        amount=Decimal(1),
+        currency="USD",
+    )
+    now = datetime.now(UTC)
+    due = now + timedelta(seconds=delay)
+    await repository.ingest([NewDelivery(transaction, b"{}", now, due)])
+    return due
+
+
+class Calls:
+    """A step that records calls and fails on purpose for some ids."""
+
+    def __init__(self) -> None:
+        self.count: Counter[str] = Counter()
+        self.times: dict[str, datetime] = {}
+
+    async def __call__(self, transaction: ClaimedTransaction) -> None:
+        self.count[transaction.transaction_id] += 1
+        self.times.setdefault(transaction.transaction_id, datetime.now(UTC))
+        if transaction.transaction_id.startswith("always") or (
+            transaction.transaction_id.startswith("twice") and transaction.attempt <= 2
+        ):
+            raise RuntimeError(f"no luck on attempt {transaction.attempt}")
+
+
+@pytest.fixture
+async def running(
+    repository: TransactionRepository, database_url: str
+) -> AsyncIterator[tuple[TransactionRepository, Calls]]:
+    calls = Calls()
+    settings = settings_for(database_url)
+    executor = EmbeddedExecutor(repository, Processor(calls, settings), settings)
+    executor.start()
+    try:
+        yield repository, calls
+    finally:
+        await executor.stop()
+
+
+async def wait_for_status(repository: TransactionRepository, key: str, status: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = await repository.get(key)
+        if row is not None and row.status == status:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{key} never became {status}")
+
+
+async def test_processed_at_its_due_time_not_before(
+    running: tuple[TransactionRepository, Calls],
+) -> None:
+    repository, calls = running
+    due = await add(repository, "on-time", delay=0.5)
+    await wait_for_status(repository, "on-time", "PROCESSED")
+    row = await repository.get("on-time")
+    assert row is not None and row.processed_at is not None
+    assert calls.times["on-time"] >= due
+    assert row.processed_at - due < timedelta(seconds=0.5)
+    assert calls.count["on-time"] == 1
+
+
+async def test_failing_twice_then_succeeding_ends_processed(
+    running: tuple[TransactionRepository, Calls],
+) -> None:
+    repository, calls = running
+    await add(repository, "twice-1")
+    await wait_for_status(repository, "twice-1", "PROCESSED")
+    assert calls.count["twice-1"] == 3
+    outcomes = await attempt_outcomes(repository, "twice-1")
+    assert outcomes == [(1, "failed"), (2, "failed"), (3, "succeeded")]
+
+
+async def test_always_failing_ends_failed_after_four_attempts(
+    running: tuple[TransactionRepository, Calls],
+) -> None:
+    repository, calls = running
+    await add(repository, "always-1")
+    await wait_for_status(repository, "always-1", "FAILED")
+    row = await repository.get("always-1")
+    assert row is not None
+    assert (row.attempts, row.processed_at) == (4, None)
+    assert row.last_error == "RuntimeError: no luck on attempt 4"
+    assert calls.count["always-1"] == 4
+    assert [o for _, o in await attempt_outcomes(repository, "always-1")] == ["failed"] * 4
+
+
+async def attempt_outcomes(repository: TransactionRepository, key: str) -> list[tuple[int, str]]:
+    async with repository._engine.connect() as conn:
+        rows = await conn.execute(
+            select(processing_attempts.c.attempt, processing_attempts.c.outcome)
+            .where(processing_attempts.c.transaction_id == key)
+            .order_by(processing_attempts.c.attempt)
+        )
+        return [(row.attempt, row.outcome) for row in rows]

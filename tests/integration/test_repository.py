@@ -1,0 +1,151 @@
+"""The SQL behind the guarantees, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from payhook.config import Settings
+from payhook.db import create_engine
+from payhook.transactions.models import DeliveryOutcome, TransactionStatus, deliveries
+from payhook.transactions.repository import (
+    ClaimedTransaction,
+    NewDelivery,
+    Outcome,
+    TransactionRepository,
+)
+from payhook.transactions.schemas import TransactionIn
+
+pytestmark = pytest.mark.anyio
+LEASE = 60.0
+
+
+def delivery(key: str, amount: str = "10.50", *, due_in: float = 0.0) -> NewDelivery:
+    transaction = TransactionIn(
+        transaction_id=key,
+        source_account="src",
+        destination_account="dst",
+        amount=Decimal(amount),
+        currency="EUR",
+    )
+    now = datetime.now(UTC)
+    return NewDelivery(
+        transaction, f"raw {key} {amount}".encode(), now, now + timedelta(seconds=due_in)
+    )
+
+
+async def test_new_duplicate_and_conflict_in_one_batch(repository: TransactionRepository) -> None:
+    results = await repository.ingest(
+        [delivery("a"), delivery("b"), delivery("a", "10.5"), delivery("a", "99")]
+    )
+    assert [r.outcome for r in results] == [
+        DeliveryOutcome.ACCEPTED,
+        DeliveryOutcome.ACCEPTED,
+        DeliveryOutcome.DUPLICATE,
+        DeliveryOutcome.CONFLICT,
+    ]
+    stored = await repository.get("a")
+    assert stored is not None
+    assert stored.amount == Decimal("10.50")
+    assert str(stored.amount) == "10.50"
+
+
+async def test_redelivery_in_a_later_batch_changes_nothing(
+    repository: TransactionRepository,
+) -> None:
+    await repository.ingest([delivery("a")])
+    before = await repository.get("a")
+    results = await repository.ingest([delivery("a"), delivery("a", "1")])
+    assert [r.outcome for r in results] == [DeliveryOutcome.DUPLICATE, DeliveryOutcome.CONFLICT]
+    assert await repository.get("a") == before
+
+
+async def test_every_delivery_keeps_its_raw_body(repository: TransactionRepository) -> None:
+    await repository.ingest([delivery("a"), delivery("a", "7")])
+    await repository.ingest([delivery("a")])
+    async with repository._engine.connect() as conn:
+        rows = (await conn.execute(select(deliveries).order_by(deliveries.c.id))).all()
+    assert [(r.outcome, r.raw_body) for r in rows] == [
+        ("accepted", b"raw a 10.50"),
+        ("conflict", b"raw a 7"),
+        ("duplicate", b"raw a 10.50"),
+    ]
+
+
+async def test_racing_writers_store_one_row(database_url: str) -> None:
+    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
+    engines = [create_engine(settings) for _ in range(4)]
+    try:
+        repositories = [TransactionRepository(engine) for engine in engines]
+        results = await asyncio.gather(
+            *(repo.ingest([delivery("race")]) for repo in repositories for _ in range(5))
+        )
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    outcomes = [batch[0].outcome for batch in results]
+    assert outcomes.count(DeliveryOutcome.ACCEPTED) == 1
+    assert outcomes.count(DeliveryOutcome.DUPLICATE) == 19
+
+
+async def claim(
+    repository: TransactionRepository, token: str, at: datetime | None = None
+) -> list[ClaimedTransaction]:
+    now = at or datetime.now(UTC)
+    return await repository.claim_due(now, limit=100, lease_seconds=LEASE, token=token)
+
+
+async def test_nothing_is_claimed_before_it_is_due(repository: TransactionRepository) -> None:
+    await repository.ingest([delivery("later", due_in=30)])
+    assert await claim(repository, "t1") == []
+    assert await repository.next_due_at(datetime.now(UTC)) is not None
+
+
+async def test_a_claimed_row_is_leased_to_one_claimer(repository: TransactionRepository) -> None:
+    await repository.ingest([delivery("a"), delivery("b")])
+    first = await claim(repository, "t1")
+    assert sorted(c.transaction_id for c in first) == ["a", "b"]
+    assert all(c.attempt == 1 for c in first)
+    assert await claim(repository, "t2") == []
+
+
+async def test_an_expired_lease_is_reclaimed_and_the_old_claim_is_fenced_out(
+    repository: TransactionRepository,
+) -> None:
+    await repository.ingest([delivery("a")])
+    [stale] = await claim(repository, "t1")
+    later = datetime.now(UTC) + timedelta(seconds=LEASE + 1)
+    [fresh] = await claim(repository, "t2", at=later)
+    assert fresh.attempt == 2
+    assert await repository.record_outcomes([Outcome(stale, later)]) == [False]
+    assert await repository.record_outcomes([Outcome(fresh, later)]) == [True]
+    row = await repository.get("a")
+    assert row is not None
+    assert (row.status, row.processed_at, row.attempts) == ("PROCESSED", later, 2)
+
+
+async def test_outcomes_processed_retry_and_failed(repository: TransactionRepository) -> None:
+    await repository.ingest([delivery("ok"), delivery("retry"), delivery("dead")])
+    claimed = {c.transaction_id: c for c in await claim(repository, "t1")}
+    now = datetime.now(UTC)
+    retry_at = now + timedelta(seconds=5)
+    applied = await repository.record_outcomes(
+        [
+            Outcome(claimed["ok"], now),
+            Outcome(claimed["retry"], now, error="boom", retry_at=retry_at),
+            Outcome(claimed["dead"], now, error="gone"),
+        ]
+    )
+    assert applied == [True, True, True]
+    ok, retry, dead = [await repository.get(key) for key in ("ok", "retry", "dead")]
+    assert ok is not None and retry is not None and dead is not None
+    assert (ok.status, ok.processed_at) == (TransactionStatus.PROCESSED, now)
+    assert (retry.status, retry.due_at, retry.last_error) == ("PROCESSING", retry_at, "boom")
+    assert (dead.status, dead.processed_at, dead.last_error) == ("FAILED", None, "gone")
+    assert await claim(repository, "t2") == []
+    [again] = await claim(repository, "t2", at=retry_at)
+    assert (again.transaction_id, again.attempt) == ("retry", 2)

@@ -1,0 +1,93 @@
+"""payhook itself as a real process: `serve` or `worker`, started, killed and restarted by tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support.services import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PAYHOOK = Path(sys.executable).parent / "payhook"
+
+
+@dataclass
+class PayhookProcess:
+    """One `payhook <command>` process with its own environment and log file."""
+
+    command: str
+    env: dict[str, str]
+    log_path: Path
+    port: int | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @classmethod
+    def serve(cls, env: dict[str, str], log_dir: Path, name: str = "api") -> PayhookProcess:
+        port = free_port()
+        return cls("serve", {**env, "PORT": str(port)}, log_dir / f"{name}.log", port)
+
+    @classmethod
+    def worker(cls, env: dict[str, str], log_dir: Path, name: str = "worker") -> PayhookProcess:
+        return cls("worker", env, log_dir / f"{name}.log")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> PayhookProcess:
+        environment = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "LOG_FORMAT": "json",
+            **self.env,
+        }
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(PAYHOOK), self.command],
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if self.port is not None:
+            self._wait_healthy(timeout)
+        return self
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"payhook {self.command} exited: {self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"payhook {self.command} not healthy after {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a crash."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            self.process = None
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.process = None

@@ -1,0 +1,42 @@
+"""Processing steps for tests, loaded by payhook processes through PROCESSING_STEP.
+
+`record_and_script` appends one line per call to the file named by PAYHOOK_TEST_CALLS, so a
+test can count calls per transaction across processes and restarts, and fails on purpose for ids
+that ask for it: `fail-always-*` always, `fail-twice-*` on its first two attempts, and
+`slow-*` sleeps for PAYHOOK_TEST_SLOW_SECONDS after recording the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from payhook.transactions.repository import ClaimedTransaction
+
+
+def record_call(transaction: ClaimedTransaction) -> None:
+    line = f"{transaction.transaction_id} {transaction.attempt} {os.getpid()}\n".encode()
+    fd = os.open(os.environ["PAYHOOK_TEST_CALLS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, line)  # one O_APPEND write: lines from many processes never interleave
+    finally:
+        os.close(fd)
+
+
+async def record_and_script(transaction: ClaimedTransaction) -> None:
+    key = transaction.transaction_id
+    record_call(transaction)
+    if key.startswith("slow-"):
+        await asyncio.sleep(float(os.environ.get("PAYHOOK_TEST_SLOW_SECONDS", "2")))
+    if key.startswith("fail-always-"):
+        raise RuntimeError(f"scripted failure on attempt {transaction.attempt}")
+    if key.startswith("fail-twice-") and transaction.attempt <= 2:
+        raise RuntimeError(f"scripted failure on attempt {transaction.attempt}")
+
+
+def read_calls(path: str | os.PathLike[str]) -> list[tuple[str, int]]:
+    """The (transaction_id, attempt) of every recorded call, in order."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as calls:
+        return [(parts[0], int(parts[1])) for parts in (line.split() for line in calls)]

@@ -1,0 +1,74 @@
+"""Group commit: concurrent submissions share one write; each caller gets its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from payhook.batching import GroupCommitter
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_concurrent_submissions_are_batched_and_answered_in_order() -> None:
+    batches: list[list[int]] = []
+
+    async def write(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        await asyncio.sleep(0.01)
+        return [item * 10 for item in items]
+
+    committer: GroupCommitter[int, int] = GroupCommitter(write, max_batch=100, name="t")
+    committer.start()
+    results = await asyncio.gather(*(committer.submit(i) for i in range(50)))
+    await committer.stop()
+    assert results == [i * 10 for i in range(50)]
+    assert len(batches) < 50
+    assert sorted(i for batch in batches for i in batch) == list(range(50))
+
+
+async def test_batches_never_exceed_the_limit() -> None:
+    sizes: list[int] = []
+
+    async def write(items: Sequence[int]) -> list[int]:
+        sizes.append(len(items))
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(write, max_batch=7, name="t")
+    committer.start()
+    await asyncio.gather(*(committer.submit(i) for i in range(30)))
+    await committer.stop()
+    assert max(sizes) <= 7
+    assert sum(sizes) == 30
+
+
+async def test_a_failed_write_fails_every_caller_of_that_batch_only() -> None:
+    calls = 0
+
+    async def write(items: Sequence[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("disk on fire")
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(write, max_batch=100, name="t")
+    committer.start()
+    first = await asyncio.gather(*(committer.submit(i) for i in range(5)), return_exceptions=True)
+    second = await committer.submit(99)
+    await committer.stop()
+    assert all(isinstance(result, OSError) for result in first)
+    assert second == 99
+
+
+async def test_submit_after_stop_is_refused() -> None:
+    async def write(items: Sequence[int]) -> list[int]:
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(write, max_batch=1, name="t")
+    committer.start()
+    await committer.stop()
+    with pytest.raises(RuntimeError, match="not running"):
+        await committer.submit(1)

@@ -1,0 +1,117 @@
+"""Decoding and validating webhook bodies: exact amounts, and a clear 4xx for every bad input."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from payhook.errors import InvalidRequest, ValidationFailed
+from payhook.webhooks.payload import parse_transaction
+
+VALID = {
+    "transaction_id": "txn_abc123def456",
+    "source_account": "acc_user_789",
+    "destination_account": "acc_merchant_456",
+    "amount": 1500,
+    "currency": "INR",
+}
+
+
+def body(**changes: object) -> bytes:
+    document = {**VALID, **changes}
+    return json.dumps({k: v for k, v in document.items() if v is not ...}).encode()
+
+
+def test_valid_body_parses() -> None:
+    transaction = parse_transaction(body())
+    assert transaction.transaction_id == "txn_abc123def456"
+    assert transaction.amount == Decimal(1500)
+
+
+@pytest.mark.parametrize(
+    "text", ["150.50", "0.1", "1e2", "12345678901234567890.123456789012345678"]
+)
+def test_amount_is_kept_exactly(text: str) -> None:
+    raw = body().replace(b"1500", text.encode())
+    assert parse_transaction(raw).amount == Decimal(text)
+    assert str(parse_transaction(raw).amount) == str(Decimal(text))
+
+
+def test_unknown_fields_are_ignored() -> None:
+    assert parse_transaction(body(extra={"nested": [1, 2]})).currency == "INR"
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b"", InvalidRequest),
+        (b"{", InvalidRequest),
+        (b"\xff\xfe\x00", InvalidRequest),
+        (b"[1, 2]", ValidationFailed),
+        (b'"text"', ValidationFailed),
+        (b"null", ValidationFailed),
+        (b"[" * 100_000 + b"]" * 100_000, InvalidRequest),
+    ],
+)
+def test_unreadable_or_non_object_bodies(raw: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        parse_transaction(raw)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("transaction_id", ...),
+        ("transaction_id", ""),
+        ("transaction_id", "x" * 256),
+        ("transaction_id", "line\nbreak"),
+        ("transaction_id", "nul\u0000"),
+        ("transaction_id", 123),
+        ("source_account", ...),
+        ("source_account", ""),
+        ("destination_account", None),
+        ("destination_account", "y" * 256),
+        ("amount", ...),
+        ("amount", 0),
+        ("amount", -5),
+        ("amount", "1500"),
+        ("amount", True),
+        ("amount", None),
+        ("amount", [1]),
+        ("currency", ...),
+        ("currency", "inr"),
+        ("currency", "XYZ"),
+        ("currency", "US"),
+        ("currency", 840),
+    ],
+)
+def test_each_bad_field_is_named(field: str, value: object) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse_transaction(body(**{field: value}))
+    assert caught.value.status_code == 422
+    assert field in caught.value.detail
+    assert [e["field"] for e in caught.value.extra["errors"]] == [field]
+
+
+@pytest.mark.parametrize(
+    "amount",
+    ["NaN", "Infinity", "-Infinity", "1e400", "-0", "0.0", "1" * 40, "0.0000000000000000001"],
+)
+def test_hostile_amounts_are_refused(amount: str) -> None:
+    raw = body().replace(b"1500", amount.encode())
+    with pytest.raises((InvalidRequest, ValidationFailed)):
+        parse_transaction(raw)
+
+
+def test_duplicate_keys_are_refused() -> None:
+    raw = b'{"transaction_id": "a", "transaction_id": "b", "source_account": "s", ' + (
+        b'"destination_account": "d", "amount": 1, "currency": "USD"}'
+    )
+    with pytest.raises(InvalidRequest, match="duplicate key 'transaction_id'"):
+        parse_transaction(raw)
+
+
+def test_unicode_identifiers_are_accepted() -> None:
+    assert parse_transaction(body(transaction_id="txn_äöü_支付")).transaction_id == "txn_äöü_支付"

@@ -1,0 +1,84 @@
+"""The processor: success, failure with backoff, timeout, and giving up after the last retry."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from payhook.config import Settings
+from payhook.processing.processor import Processor
+from payhook.transactions.repository import ClaimedTransaction
+
+pytestmark = pytest.mark.anyio
+SETTINGS = Settings(
+    _env_file=None,  # type: ignore[call-arg]
+    max_retries=3,
+    retry_backoff_seconds=1.0,
+    retry_backoff_max_seconds=5.0,
+    processing_timeout_seconds=0.05,
+)
+
+
+def claimed(attempt: int) -> ClaimedTransaction:
+    now = datetime.now(UTC)
+    return ClaimedTransaction("t1", "a", "b", Decimal(1), "USD", now, now, attempt, "tok", now)
+
+
+async def succeed(_: ClaimedTransaction) -> None:
+    return None
+
+
+async def explode(_: ClaimedTransaction) -> None:
+    raise ValueError("upstream said no")
+
+
+async def hang(_: ClaimedTransaction) -> None:
+    await asyncio.sleep(10)
+
+
+async def test_success_has_no_error() -> None:
+    outcome = await Processor(succeed, SETTINGS).run(claimed(1))
+    assert outcome.error is None
+
+
+async def test_failure_is_retried_later_with_the_error_kept() -> None:
+    outcome = await Processor(explode, SETTINGS).run(claimed(1))
+    assert outcome.error == "ValueError: upstream said no"
+    assert outcome.retry_at is not None
+    assert 0.5 <= (outcome.retry_at - outcome.finished_at).total_seconds() <= 1.0
+
+
+async def test_the_fourth_failed_attempt_is_final() -> None:
+    outcome = await Processor(explode, SETTINGS).run(claimed(4))
+    assert outcome.error is not None
+    assert outcome.retry_at is None
+
+
+async def test_a_step_that_hangs_times_out() -> None:
+    outcome = await Processor(hang, SETTINGS).run(claimed(1))
+    assert outcome.error == "timed out after 0.05s"
+
+
+async def test_a_claim_past_the_last_attempt_is_given_up_without_running() -> None:
+    ran = False
+
+    async def step(_: ClaimedTransaction) -> None:
+        nonlocal ran
+        ran = True
+
+    outcome = await Processor(step, SETTINGS).run(claimed(5))
+    assert not ran
+    assert outcome.retry_at is None
+    assert outcome.error is not None
+    assert "abandoned" in outcome.error
+
+
+@pytest.mark.parametrize(("attempt", "ceiling"), [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (9, 5.0)])
+def test_backoff_is_exponential_capped_and_jittered(attempt: int, ceiling: float) -> None:
+    processor = Processor(succeed, SETTINGS)
+    delays = [processor.backoff(attempt) for _ in range(200)]
+    assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+    assert len(set(delays)) > 100
