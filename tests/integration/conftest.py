@@ -1,0 +1,10 @@
+"""Integration tests drive async code through anyio's pytest plugin, on asyncio."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
