@@ -36,7 +36,10 @@ PositiveSeconds = Annotated[float, Field(gt=0)]
 class Settings(BaseSettings):
     """Configuration of the API and the executors, read from the environment (and `.env`)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error would otherwise print every input, secrets too.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     environment: Environment = Environment.DEVELOPMENT
     host: str = "127.0.0.1"

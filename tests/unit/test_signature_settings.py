@@ -44,3 +44,9 @@ def test_secrets_are_split_on_commas_for_rotation() -> None:
 def test_secret_is_hidden_from_repr() -> None:
     configured = settings(webhook_signature_scheme="stripe", webhook_secret="whsec_hidden")
     assert "whsec_hidden" not in repr(configured)
+
+
+def test_configuration_error_does_not_print_the_secret() -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(environment="production", webhook_secret="whsec_must_not_leak")
+    assert "whsec_must_not_leak" not in str(caught.value)
