@@ -154,3 +154,26 @@ async def test_signature_is_checked_before_the_body_is_parsed(client: httpx.Asyn
 async def test_openapi_documents_the_401(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert "401" in spec["paths"]["/v1/webhooks/transactions"]["post"]["responses"]
+
+
+async def test_unsigned_scheme_warns_at_start(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/none.db")
+    app = create_app(settings, run_executor=False)
+    async with app.router.lifespan_context(app):
+        pass
+    assert "webhook.signatures_disabled" in capfd.readouterr().err
+
+
+async def test_unusable_secret_stops_the_start(tmp_path: Path) -> None:
+    settings = Settings(
+        _env_file=None,
+        database_url=f"sqlite:///{tmp_path}/bad.db",
+        webhook_signature_scheme=SignatureScheme.STANDARD_WEBHOOKS,
+        webhook_secret="whsec_not base64!",
+    )
+    app = create_app(settings, run_executor=False)
+    with pytest.raises(ValueError, match="whsec_<base64>"):
+        async with app.router.lifespan_context(app):
+            pass
