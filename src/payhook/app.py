@@ -13,7 +13,7 @@ from simplejson import dumps
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payhook import __version__, health
-from payhook.config import Settings
+from payhook.config import Settings, SignatureScheme
 from payhook.db import create_engine
 from payhook.errors import PayhookError, ServiceUnavailable, ValidationFailed
 from payhook.observability.logging import RequestIdMiddleware, configure_logging
@@ -26,6 +26,7 @@ from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 from payhook.webhooks import router as webhooks_router
 from payhook.webhooks.ingest import STORAGE_ERRORS, Ingestor
+from payhook.webhooks.signatures import verifier_from_settings
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +59,11 @@ def _lifespan(settings: Settings, run_executor: bool) -> Any:
         if runtime.executor is not None:
             runtime.executor.start()
         log.info("payhook.started", executor="embedded" if runtime.executor else "none")
+        if settings.webhook_signature_scheme is SignatureScheme.NONE:
+            log.warning(
+                "webhook.signatures_disabled",
+                hint="anyone who can reach the endpoint can post a transaction",
+            )
         try:
             yield
         finally:
@@ -71,7 +77,8 @@ def _lifespan(settings: Settings, run_executor: bool) -> Any:
 
 
 def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
-    """Engine, repository, ingest path and (optionally) the embedded executor."""
+    """Engine, repository, ingest path, signature verifier and (optionally) the executor."""
+    verifier = verifier_from_settings(settings)
     engine = create_engine(settings)
     repository = TransactionRepository(engine)
     executor = None
@@ -84,7 +91,7 @@ def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
         max_batch=settings.ingest_max_batch,
         on_stored=executor.notify_due if executor else None,
     )
-    return Runtime(settings, engine, repository, ingestor, executor)
+    return Runtime(settings, engine, repository, ingestor, executor, verifier)
 
 
 def _problem_response(error: PayhookError) -> Response:

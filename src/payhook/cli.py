@@ -1,18 +1,26 @@
-"""The `payhook` command: serve, worker, migrate."""
+"""The `payhook` command: serve, worker, migrate, send."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal
 
 import click
+import httpx
 import structlog
 import uvicorn
+from simplejson import dumps
 
 from payhook.app import build_runtime
-from payhook.config import Settings
+from payhook.config import Settings, SignatureScheme
 from payhook.observability.logging import configure_logging
 from payhook.schema import is_current, upgrade
+from payhook.webhooks.signatures import Verifier, build_verifier
 
 log = structlog.get_logger(__name__)
 
@@ -83,3 +91,118 @@ async def _run_worker(settings: Settings) -> None:
     await runtime.executor.stop()
     await runtime.engine.dispose()
     log.info("payhook.worker_stopped")
+
+
+def _exact_amount(ctx: click.Context, param: click.Parameter, value: str) -> Decimal:
+    """`--amount 150.50` stays 150.50 on the wire, never a binary float."""
+    try:
+        amount = Decimal(value)
+    except ArithmeticError:
+        raise click.BadParameter(f"{value!r} is not a decimal number") from None
+    if not amount.is_finite():
+        raise click.BadParameter(f"{value!r} is not a finite number")
+    return amount
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The service.")
+@click.option(
+    "--count", default=1, show_default=True, type=click.IntRange(min=1), help="Transactions."
+)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Requests per second.")
+@click.option("--duplicate", is_flag=True, help="Re-send each delivery unchanged (expect 202).")
+@click.option("--conflict", is_flag=True, help="Also send a conflicting re-delivery (expect 409).")
+@click.option(
+    "--scheme",
+    type=click.Choice([scheme.value for scheme in SignatureScheme]),
+    help="Default: WEBHOOK_SIGNATURE_SCHEME.",
+)
+@click.option("--secret", help="Default: WEBHOOK_SECRET, which keeps it out of the process list.")
+@click.option("--amount", default="150.50", show_default=True, callback=_exact_amount)
+@click.option("--currency", default="INR", show_default=True)
+def send(
+    url: str,
+    count: int,
+    rate: float | None,
+    duplicate: bool,
+    conflict: bool,
+    scheme: str | None,
+    secret: str | None,
+    amount: Decimal,
+    currency: str,
+) -> None:
+    """Post signed test webhooks to a running service and summarise the answers."""
+    signer = _signer(scheme, secret)
+    deliveries = _deliveries(count, amount, currency, duplicate=duplicate, conflict=conflict)
+    statuses, unexpected = _post_all(url, signer, deliveries, rate)
+    codes = " ".join(f"{code}={n}" for code, n in sorted(statuses.items()))
+    verdict = f"{unexpected} unexpected" if unexpected else "all as expected"
+    click.echo(f"sent {statuses.total()} to {url}: {codes}; {verdict}")
+    if unexpected:
+        raise SystemExit(1)
+
+
+def _signer(scheme: str | None, secret: str | None) -> Verifier:
+    """Sign as the options say, falling back to the configured scheme and secret."""
+    if scheme is None or secret is None:
+        settings = Settings()
+        scheme = scheme or settings.webhook_signature_scheme.value
+        secret = secret or ",".join(settings.webhook_secrets)
+    try:
+        return build_verifier(SignatureScheme(scheme), secret.split(",") if secret else [])
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _deliveries(
+    count: int, amount: Decimal, currency: str, *, duplicate: bool, conflict: bool
+) -> Iterator[tuple[str, bytes, int]]:
+    """(webhook id, body, the status a correct service answers) for each request to send."""
+    for _ in range(count):
+        transaction_id = f"txn_test_{uuid.uuid4().hex[:20]}"
+        original = _transaction_body(transaction_id, amount, currency)
+        yield f"msg_{transaction_id}", original, 202
+        if duplicate:
+            # A provider's retry: same webhook id, same body.
+            yield f"msg_{transaction_id}", original, 202
+        if conflict:
+            changed = _transaction_body(transaction_id, amount + 1, currency)
+            yield f"msg_{transaction_id}_conflict", changed, 409
+
+
+def _transaction_body(transaction_id: str, amount: Decimal, currency: str) -> bytes:
+    document = {
+        "transaction_id": transaction_id,
+        "source_account": "acc_test_source",
+        "destination_account": "acc_test_destination",
+        "amount": amount,
+        "currency": currency,
+    }
+    return dumps(document).encode()
+
+
+def _post_all(
+    url: str, signer: Verifier, deliveries: Iterator[tuple[str, bytes, int]], rate: float | None
+) -> tuple[Counter[int], int]:
+    """Send every delivery (paced to `rate`); count the statuses and the unexpected ones."""
+    statuses: Counter[int] = Counter()
+    unexpected = 0
+    started = time.monotonic()
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        for index, (msg_id, body, expected) in enumerate(deliveries):
+            if rate is not None:
+                time.sleep(max(0.0, started + index / rate - time.monotonic()))
+            status = _post_one(client, signer, msg_id, body)
+            statuses[status] += 1
+            unexpected += status != expected
+    return statuses, unexpected
+
+
+def _post_one(client: httpx.Client, signer: Verifier, msg_id: str, body: bytes) -> int:
+    headers = signer.sign(body, timestamp=int(time.time()), msg_id=msg_id)
+    headers["content-type"] = "application/json"
+    try:
+        response = client.post("/v1/webhooks/transactions", content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"could not reach {client.base_url}: {exc}") from None
+    return response.status_code

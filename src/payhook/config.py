@@ -6,7 +6,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,13 +21,25 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+class SignatureScheme(StrEnum):
+    """How the webhook sender signs its requests (see `payhook.webhooks.signatures`)."""
+
+    NONE = "none"
+    STANDARD_WEBHOOKS = "standard-webhooks"
+    STRIPE = "stripe"
+    RAZORPAY = "razorpay"
+
+
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
 
 class Settings(BaseSettings):
     """Configuration of the API and the executors, read from the environment (and `.env`)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error would otherwise print every input, secrets too.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     environment: Environment = Environment.DEVELOPMENT
     host: str = "127.0.0.1"
@@ -51,6 +63,12 @@ class Settings(BaseSettings):
     executor_poll_seconds: PositiveSeconds = 0.2
     ingest_max_batch: int = Field(512, ge=1)
 
+    webhook_signature_scheme: SignatureScheme = SignatureScheme.NONE
+    # Comma-separated, so a rotation can list the new secret and the old one side by side.
+    webhook_secret: SecretStr | None = None
+    webhook_tolerance_seconds: int = Field(300, ge=1)
+    allow_unsigned_webhooks: bool = False
+
     @field_validator("log_level")
     @classmethod
     def _upper_level(cls, value: str) -> str:
@@ -60,6 +78,30 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_url(cls, value: str) -> str:
         return normalise_database_url(value)
+
+    @model_validator(mode="after")
+    def _webhooks_are_signed(self) -> Settings:
+        scheme = self.webhook_signature_scheme
+        if scheme is not SignatureScheme.NONE and not self.webhook_secrets:
+            raise ValueError(f"WEBHOOK_SIGNATURE_SCHEME={scheme.value} needs a WEBHOOK_SECRET")
+        if (
+            scheme is SignatureScheme.NONE
+            and self.environment is Environment.PRODUCTION
+            and not self.allow_unsigned_webhooks
+        ):
+            raise ValueError(
+                "ENVIRONMENT=production refuses unsigned webhooks: set WEBHOOK_SIGNATURE_SCHEME "
+                "and WEBHOOK_SECRET, or ALLOW_UNSIGNED_WEBHOOKS=true to accept the risk"
+            )
+        return self
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """WEBHOOK_SECRET split on commas: any one of them verifies, the first one signs."""
+        if self.webhook_secret is None:
+            return ()
+        parts = self.webhook_secret.get_secret_value().split(",")
+        return tuple(part.strip() for part in parts if part.strip())
 
     @cached_property
     def is_sqlite(self) -> bool:

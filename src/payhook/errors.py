@@ -2,6 +2,7 @@
 
 PayhookError                 base: a status code, a title and a detail
 ├── InvalidRequest           400  the body is not JSON payhook can read
+├── SignatureInvalid         401  the webhook signature is missing, wrong or stale
 ├── NotFound                 404  no such transaction
 ├── TransactionConflict      409  same transaction_id, different content
 ├── PayloadTooLarge          413  body over the limit
@@ -43,6 +44,15 @@ class PayhookError(Exception):
 class InvalidRequest(PayhookError):
     status_code = 400
     title = "Invalid request"
+
+
+class SignatureInvalid(PayhookError):
+    status_code = 401
+    title = "Signature invalid"
+
+    def headers(self) -> dict[str, str]:
+        # RFC 9110 requires a challenge on every 401; the scheme names what the caller lacks.
+        return {"WWW-Authenticate": 'Signature realm="payhook-webhooks"'}
 
 
 class NotFound(PayhookError):

@@ -12,6 +12,7 @@ from payhook.config import Settings
 from payhook.processing.embedded import EmbeddedExecutor
 from payhook.transactions.repository import TransactionRepository
 from payhook.webhooks.ingest import Ingestor
+from payhook.webhooks.signatures import Verifier
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Runtime:
     repository: TransactionRepository
     ingestor: Ingestor
     executor: EmbeddedExecutor | None
+    verifier: Verifier
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Request, Response
 from simplejson import dumps
 
-from payhook.errors import PayloadTooLarge, TransactionConflict, UnsupportedMediaType
-from payhook.runtime import IngestorDep
+from payhook.errors import (
+    PayloadTooLarge,
+    SignatureInvalid,
+    TransactionConflict,
+    UnsupportedMediaType,
+)
+from payhook.runtime import RuntimeDep
 from payhook.transactions.models import DeliveryOutcome
 from payhook.transactions.schemas import Acknowledgement, Problem
 from payhook.webhooks.payload import parse_transaction
 
 MAX_BODY_BYTES = 64 * 1024
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["webhooks"])
 
@@ -33,6 +41,7 @@ def _problem(description: str) -> dict[str, Any]:
     responses={
         202: {"description": "Committed (new) or already stored (duplicate: nothing changed)."},
         400: _problem("The body is not valid JSON."),
+        401: _problem("The signature is missing, wrong or outside the tolerance; nothing stored."),
         409: _problem("The id is stored with different content; this delivery was recorded."),
         413: _problem(f"The body is larger than {MAX_BODY_BYTES} bytes."),
         415: _problem("The Content-Type is not JSON."),
@@ -48,11 +57,17 @@ def _problem(description: str) -> dict[str, Any]:
         }
     },
 )
-async def receive_transaction(request: Request, ingestor: IngestorDep) -> Response:
-    """Store the transaction durably, then acknowledge it; re-deliveries change nothing."""
+async def receive_transaction(request: Request, runtime: RuntimeDep) -> Response:
+    """Verify the signature, store the transaction durably, then acknowledge it."""
     raw = await _read_json_body(request)
+    try:
+        # Before parsing: nothing an unauthenticated sender wrote reaches the JSON parser.
+        runtime.verifier.verify(request.headers, raw)
+    except SignatureInvalid as exc:
+        log.warning("webhook.signature_rejected", reason=exc.detail)
+        raise
     transaction = parse_transaction(raw)
-    result = await ingestor.ingest(transaction, raw)
+    result = await runtime.ingestor.ingest(transaction, raw)
     if result.outcome is DeliveryOutcome.CONFLICT:
         raise TransactionConflict(
             f"Transaction {transaction.transaction_id!r} is already stored with different "
