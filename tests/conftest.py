@@ -73,8 +73,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres":
         url: str = request.getfixturevalue("postgres_url")
         return url
-    url = request.getfixturevalue("sqlite_url")
-    return url
+    return request.getfixturevalue("sqlite_url")
 
 
 @pytest.fixture(scope="session")

@@ -30,14 +30,9 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_ingestor(request: Request) -> Ingestor:
-    return get_runtime(request).ingestor
-
-
 def get_repository(request: Request) -> TransactionRepository:
     return get_runtime(request).repository
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-IngestorDep = Annotated[Ingestor, Depends(get_ingestor)]
 RepositoryDep = Annotated[TransactionRepository, Depends(get_repository)]

@@ -93,7 +93,8 @@ async def test_processed_at_its_due_time_not_before(
     due = await add(repository, "on-time", delay=0.5)
     await wait_for_status(repository, "on-time", "PROCESSED")
     row = await repository.get("on-time")
-    assert row is not None and row.processed_at is not None
+    assert row is not None
+    assert row.processed_at is not None
     assert calls.times["on-time"] >= due
     assert row.processed_at - due < timedelta(seconds=0.5)
     assert calls.count["on-time"] == 1

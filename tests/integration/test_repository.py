@@ -142,7 +142,9 @@ async def test_outcomes_processed_retry_and_failed(repository: TransactionReposi
     )
     assert applied == [True, True, True]
     ok, retry, dead = [await repository.get(key) for key in ("ok", "retry", "dead")]
-    assert ok is not None and retry is not None and dead is not None
+    assert ok is not None
+    assert retry is not None
+    assert dead is not None
     assert (ok.status, ok.processed_at) == (TransactionStatus.PROCESSED, now)
     assert (retry.status, retry.due_at, retry.last_error) == ("PROCESSING", retry_at, "boom")
     assert (dead.status, dead.processed_at, dead.last_error) == ("FAILED", None, "gone")

@@ -71,8 +71,18 @@ class PostgresServer:
         server = cls(bindir, root / "data", free_port(), fsync)
         subprocess.run(
             _as_postgres(
-                [str(bindir / "initdb"), "-D", str(server.datadir), "-U", "postgres"]
-                + ["--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(server.datadir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ]
             ),
             check=True,
             capture_output=True,
@@ -109,9 +119,24 @@ class PostgresServer:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
-            [str(self.bindir / "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
-            + ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database]
-            + ["-c", sql],
+            [
+                str(self.bindir / "psql"),
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -145,8 +170,19 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-            + ["--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
