@@ -17,8 +17,9 @@ from payhook.config import Settings, SignatureScheme
 from payhook.db import create_engine
 from payhook.errors import PayhookError, ServiceUnavailable, ValidationFailed
 from payhook.observability.logging import RequestIdMiddleware, configure_logging
-from payhook.processing.embedded import EmbeddedExecutor
+from payhook.processing.embedded import EmbeddedRunner
 from payhook.processing.processor import Processor
+from payhook.processing.scheduler import Runner, Scheduler
 from payhook.processing.steps import load_step
 from payhook.runtime import Runtime
 from payhook.transactions import router as transactions_router
@@ -56,9 +57,9 @@ def _lifespan(settings: Settings, run_executor: bool) -> Any:
         runtime = build_runtime(settings, run_executor=run_executor)
         app.state.runtime = runtime
         runtime.ingestor.start()
-        if runtime.executor is not None:
-            runtime.executor.start()
-        log.info("payhook.started", executor="embedded" if runtime.executor else "none")
+        if runtime.scheduler is not None:
+            runtime.scheduler.start()
+        log.info("payhook.started", executor=_executor_name(settings, runtime))
         if settings.webhook_signature_scheme is SignatureScheme.NONE:
             log.warning(
                 "webhook.signatures_disabled",
@@ -68,8 +69,8 @@ def _lifespan(settings: Settings, run_executor: bool) -> Any:
             yield
         finally:
             await runtime.ingestor.stop()
-            if runtime.executor is not None:
-                await runtime.executor.stop()
+            if runtime.scheduler is not None:
+                await runtime.scheduler.stop()
             await runtime.engine.dispose()
             log.info("payhook.stopped")
 
@@ -81,17 +82,32 @@ def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
     verifier = verifier_from_settings(settings)
     engine = create_engine(settings)
     repository = TransactionRepository(engine)
-    executor = None
-    if run_executor:
-        processor = Processor(load_step(settings.processing_step), settings)
-        executor = EmbeddedExecutor(repository, processor, settings)
+    scheduler = (
+        Scheduler(repository, _runner(settings, repository), settings) if run_executor else None
+    )
     ingestor = Ingestor(
         repository,
         delay_seconds=settings.processing_delay_seconds,
         max_batch=settings.ingest_max_batch,
-        on_stored=executor.notify_due if executor else None,
+        on_stored=scheduler.notify_due if scheduler else None,
     )
-    return Runtime(settings, engine, repository, ingestor, executor, verifier)
+    return Runtime(settings, engine, repository, ingestor, scheduler, verifier)
+
+
+def _runner(settings: Settings, repository: TransactionRepository) -> Runner:
+    """Steps run on Celery workers when configured; otherwise in this process."""
+    if settings.uses_celery:
+        from payhook.processing.celery_app import CeleryRunner
+
+        return CeleryRunner(repository, settings)
+    processor = Processor(load_step(settings.processing_step), settings)
+    return EmbeddedRunner(repository, processor, settings)
+
+
+def _executor_name(settings: Settings, runtime: Runtime) -> str:
+    if runtime.scheduler is None:
+        return "none"
+    return "celery" if settings.uses_celery else "embedded"
 
 
 def _problem_response(error: PayhookError) -> Response:

@@ -40,7 +40,7 @@ def migrate() -> None:
 
 @main.command()
 def serve() -> None:
-    """Run the API with the embedded executor (HOST, PORT, WEB_CONCURRENCY)."""
+    """Run the API and its scheduler (steps in-process, or dispatched to Celery workers)."""
     settings = _settings()
     _ensure_schema(settings)
     uvicorn.run(
@@ -58,10 +58,15 @@ def serve() -> None:
 
 @main.command()
 def worker() -> None:
-    """Run the executor alone, without the API (scale-out on PostgreSQL)."""
+    """Run the executor alone, without the API: a Celery worker when REDIS_URL is set."""
     settings = _settings()
     _ensure_schema(settings)
-    asyncio.run(_run_worker(settings))
+    if settings.uses_celery:
+        from payhook.processing.celery_app import run_worker
+
+        run_worker(settings)
+        return
+    asyncio.run(_run_embedded_worker(settings))
 
 
 def _settings() -> Settings:
@@ -78,17 +83,17 @@ def _ensure_schema(settings: Settings) -> None:
         raise click.ClickException("The database schema is not current: run `payhook migrate`.")
 
 
-async def _run_worker(settings: Settings) -> None:
+async def _run_embedded_worker(settings: Settings) -> None:
     runtime = build_runtime(settings, run_executor=True)
-    assert runtime.executor is not None
+    assert runtime.scheduler is not None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runtime.executor.start()
-    log.info("payhook.worker_started")
+    runtime.scheduler.start()
+    log.info("payhook.worker_started", executor="embedded")
     await stop.wait()
-    await runtime.executor.stop()
+    await runtime.scheduler.stop()
     await runtime.engine.dispose()
     log.info("payhook.worker_stopped")
 

@@ -21,6 +21,14 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+class ExecutorKind(StrEnum):
+    """Where processing steps run: `auto` is Celery when REDIS_URL is set, else embedded."""
+
+    AUTO = "auto"
+    EMBEDDED = "embedded"
+    CELERY = "celery"
+
+
 class SignatureScheme(StrEnum):
     """How the webhook sender signs its requests (see `payhook.webhooks.signatures`)."""
 
@@ -57,6 +65,11 @@ class Settings(BaseSettings):
     max_retries: int = Field(3, ge=0)
     retry_backoff_seconds: PositiveSeconds = 2.0
     retry_backoff_max_seconds: PositiveSeconds = 300.0
+
+    executor: ExecutorKind = ExecutorKind.AUTO
+    redis_url: str | None = None
+    worker_concurrency: int = Field(2, ge=1)
+    celery_batch_size: int = Field(100, ge=1)
 
     executor_concurrency: int = Field(256, ge=1)
     executor_batch_size: int = Field(500, ge=1)
@@ -102,6 +115,19 @@ class Settings(BaseSettings):
             return ()
         parts = self.webhook_secret.get_secret_value().split(",")
         return tuple(part.strip() for part in parts if part.strip())
+
+    @model_validator(mode="after")
+    def _celery_needs_redis(self) -> Settings:
+        if self.executor is ExecutorKind.CELERY and not self.redis_url:
+            raise ValueError("EXECUTOR=celery needs REDIS_URL")
+        return self
+
+    @property
+    def uses_celery(self) -> bool:
+        """Whether due transactions go to Celery workers rather than the embedded executor."""
+        if self.executor is ExecutorKind.AUTO:
+            return self.redis_url is not None
+        return self.executor is ExecutorKind.CELERY
 
     @cached_property
     def is_sqlite(self) -> bool:

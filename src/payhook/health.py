@@ -1,10 +1,12 @@
-"""Health: `GET /` says the process is up; `GET /health/ready` that its storage answers."""
+"""Health: `GET /` says the process is up; `GET /health/ready` that its dependencies answer."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from simplejson import dumps
 from sqlalchemy import text
 
@@ -26,14 +28,28 @@ async def health() -> Response:
 
 @router.get(
     "/health/ready",
-    summary="Readiness: storage answers",
-    responses={503: {"description": "The database does not answer."}},
+    summary="Readiness: the database (and Redis, when configured) answer",
+    responses={503: {"description": "The database or Redis does not answer."}},
 )
 async def ready(runtime: RuntimeDep) -> dict[str, str]:
-    """200 when the database answers a query, 503 otherwise."""
+    """200 when every dependency answers, 503 naming the one that does not."""
     try:
         async with runtime.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except STORAGE_ERRORS as exc:
         raise ServiceUnavailable("The database does not answer.") from exc
-    return {"status": "READY", "database": "ok"}
+    checks = {"status": "READY", "database": "ok"}
+    if runtime.settings.redis_url:
+        await _ping_redis(runtime.settings.redis_url)
+        checks["redis"] = "ok"
+    return checks
+
+
+async def _ping_redis(url: str) -> None:
+    client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        raise ServiceUnavailable("Redis does not answer.") from exc
+    finally:
+        await client.aclose()

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhook.config import Settings
-from payhook.processing.embedded import EmbeddedExecutor
+from payhook.processing.scheduler import Scheduler
 from payhook.transactions.repository import TransactionRepository
 from payhook.webhooks.ingest import Ingestor
 from payhook.webhooks.signatures import Verifier
@@ -21,7 +21,7 @@ class Runtime:
     engine: AsyncEngine
     repository: TransactionRepository
     ingestor: Ingestor
-    executor: EmbeddedExecutor | None
+    scheduler: Scheduler | None
     verifier: Verifier
 
 

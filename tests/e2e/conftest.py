@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,18 +12,16 @@ from payhook.config import Settings
 from payhook.schema import upgrade
 from tests.conftest import TEMPLATE
 from tests.support.processes import PayhookProcess
-from tests.support.services import PostgresServer
+from tests.support.services import PostgresServer, RedisServer
 
 DELAY_SECONDS = 1.5
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def e2e_database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A database shared by one module's tests (each test uses its own transaction ids)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'payhook.db'}"
+@contextmanager
+def module_database(kind: str, request: pytest.FixtureRequest, tmp: Path) -> Iterator[str]:
+    """A migrated database shared by one module's tests (each test uses its own ids)."""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / 'payhook.db'}"
         asyncio.run(upgrade(Settings(database_url=url)))
         yield url
         return
@@ -31,6 +30,14 @@ def e2e_database_url(
     postgres.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
     yield postgres.url_for(name)
     postgres.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def e2e_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with module_database(request.param, request, tmp_path_factory.mktemp("e2e")) as url:
+        yield url
 
 
 def server_env(database_url: str, work: Path) -> dict[str, str]:
@@ -43,14 +50,27 @@ def server_env(database_url: str, work: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgres", "postgres+celery"])
 def server(
-    e2e_database_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PayhookProcess]:
+    """The API on each topology: embedded executor on SQLite or PostgreSQL, or Celery workers."""
     work = tmp_path_factory.mktemp("server")
-    process = PayhookProcess.serve(server_env(e2e_database_url, work), work).start()
-    yield process
-    process.stop()
+    kind, _, executor = request.param.partition("+")
+    with module_database(kind, request, work) as url:
+        env = server_env(url, work)
+        processes = []
+        if executor == "celery":
+            redis: RedisServer = request.getfixturevalue("redis_server")
+            env["REDIS_URL"] = redis.url
+            processes.append(PayhookProcess.worker(env, work).start())
+        api = PayhookProcess.serve(env, work).start()
+        processes.append(api)
+        try:
+            yield api
+        finally:
+            for process in processes:
+                process.stop()
 
 
 @pytest.fixture

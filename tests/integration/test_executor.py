@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from payhook.config import Settings
-from payhook.processing.embedded import EmbeddedExecutor
+from payhook.processing.embedded import EmbeddedRunner
 from payhook.processing.processor import Processor
+from payhook.processing.scheduler import Scheduler
 from payhook.transactions.models import processing_attempts
 from payhook.transactions.repository import ClaimedTransaction, NewDelivery, TransactionRepository
 from payhook.transactions.schemas import TransactionIn
@@ -68,7 +69,8 @@ async def running(
 ) -> AsyncIterator[tuple[TransactionRepository, Calls]]:
     calls = Calls()
     settings = settings_for(database_url)
-    executor = EmbeddedExecutor(repository, Processor(calls, settings), settings)
+    runner = EmbeddedRunner(repository, Processor(calls, settings), settings)
+    executor = Scheduler(repository, runner, settings)
     executor.start()
     try:
         yield repository, calls

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -77,6 +78,10 @@ class TransactionRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._insert = _dialect_insert(engine)
+
+    async def dispose(self) -> None:
+        """Close the connection pool."""
+        await self._engine.dispose()
 
     async def ingest(self, batch: Sequence[NewDelivery]) -> list[IngestResult]:
         """Store a batch of deliveries atomically; a new id makes a row, a known one is compared."""
@@ -176,34 +181,46 @@ class TransactionRepository:
                 claim_token=token,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
             )
-            .returning(
-                t.c.transaction_id,
-                t.c.source_account,
-                t.c.destination_account,
-                t.c.amount,
-                t.c.currency,
-                t.c.created_at,
-                t.c.due_at,
-                t.c.attempts,
-            )
+            .returning(*CLAIM_COLUMNS)
         )
         async with self._engine.begin() as conn:
             rows = (await conn.execute(statement)).all()
-        return [
-            ClaimedTransaction(
-                transaction_id=row.transaction_id,
-                source_account=row.source_account,
-                destination_account=row.destination_account,
-                amount=row.amount,
-                currency=row.currency,
-                created_at=row.created_at,
-                due_at=row.due_at,
-                attempt=row.attempts,
-                claim_token=token,
-                claimed_at=now,
+        return [_claimed(row, token, now) for row in rows]
+
+    async def start_dispatched(
+        self, ids: Sequence[str], dispatch_token: str, now: datetime, *, lease_seconds: float
+    ) -> list[ClaimedTransaction]:
+        """Take over rows dispatched under `dispatch_token` with a fresh token and lease.
+
+        A redelivered or duplicated message finds the token already replaced and gets nothing.
+        """
+        run_token = str(uuid.uuid4())
+        statement = (
+            update(t)
+            .where(
+                t.c.transaction_id.in_(ids),
+                t.c.claim_token == dispatch_token,
+                t.c.status == PENDING,
             )
-            for row in rows
-        ]
+            .values(claim_token=run_token, lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .returning(*CLAIM_COLUMNS)
+        )
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [_claimed(row, run_token, now) for row in rows]
+
+    async def release(self, claimed: Sequence[ClaimedTransaction]) -> None:
+        """Hand back claims whose step never started, so they are due again at once."""
+        by_token: dict[str, list[str]] = {}
+        for item in claimed:
+            by_token.setdefault(item.claim_token, []).append(item.transaction_id)
+        async with self._engine.begin() as conn:
+            for token, ids in by_token.items():
+                await conn.execute(
+                    update(t)
+                    .where(t.c.transaction_id.in_(ids), t.c.claim_token == token)
+                    .values(claim_token=None, lease_expires_at=None, attempts=t.c.attempts - 1)
+                )
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply outcomes under their claim's fence; False where the claim was lost meanwhile."""
@@ -261,6 +278,33 @@ class TransactionRepository:
             .values(**values)
         )
         return bool(result.rowcount)
+
+
+CLAIM_COLUMNS = (
+    t.c.transaction_id,
+    t.c.source_account,
+    t.c.destination_account,
+    t.c.amount,
+    t.c.currency,
+    t.c.created_at,
+    t.c.due_at,
+    t.c.attempts,
+)
+
+
+def _claimed(row: Row[Any], token: str, now: datetime) -> ClaimedTransaction:
+    return ClaimedTransaction(
+        transaction_id=row.transaction_id,
+        source_account=row.source_account,
+        destination_account=row.destination_account,
+        amount=row.amount,
+        currency=row.currency,
+        created_at=row.created_at,
+        due_at=row.due_at,
+        attempt=row.attempts,
+        claim_token=token,
+        claimed_at=now,
+    )
 
 
 def _unleased(now: datetime) -> Any:
