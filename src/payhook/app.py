@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payhook import __version__, health
 from payhook.config import Settings, SignatureScheme
-from payhook.db import create_engine
+from payhook.db import STORAGE_ERRORS, create_engine
 from payhook.errors import PayhookError, ServiceUnavailable, ValidationFailed
 from payhook.observability.logging import RequestIdMiddleware, configure_logging
 from payhook.processing.embedded import EmbeddedRunner
@@ -26,7 +26,7 @@ from payhook.transactions import router as transactions_router
 from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 from payhook.webhooks import router as webhooks_router
-from payhook.webhooks.ingest import STORAGE_ERRORS, Ingestor
+from payhook.webhooks.ingest import Ingestor
 from payhook.webhooks.signatures import verifier_from_settings
 
 log = structlog.get_logger(__name__)

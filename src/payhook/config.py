@@ -68,7 +68,7 @@ class Settings(BaseSettings):
 
     executor: ExecutorKind = ExecutorKind.AUTO
     redis_url: str | None = None
-    worker_concurrency: int = Field(2, ge=1)
+    worker_concurrency: int = Field(16, ge=1)
     celery_batch_size: int = Field(100, ge=1)
 
     executor_concurrency: int = Field(256, ge=1)

@@ -8,11 +8,16 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, Numeric, String, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from payhook.config import Settings
+
+# What a failed database call can look like besides SQLAlchemy's own errors: a dropped socket,
+# a timeout. Callers turn these into a 503 or a retry, never into a lost transaction.
+STORAGE_ERRORS = (SQLAlchemyError, OSError, TimeoutError, ConnectionError)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -10,11 +10,11 @@ from redis.exceptions import RedisError
 from simplejson import dumps
 from sqlalchemy import text
 
+from payhook.db import STORAGE_ERRORS
 from payhook.errors import ServiceUnavailable
 from payhook.runtime import RuntimeDep
 from payhook.timefmt import isoformat_z
 from payhook.transactions.schemas import Health
-from payhook.webhooks.ingest import STORAGE_ERRORS
 
 router = APIRouter(tags=["health"])
 

@@ -26,6 +26,7 @@ class PayhookProcess:
     env: dict[str, str]
     log_path: Path
     port: int | None = None
+    ready_text: str | None = None  # for a process without a port: a log line that says ready
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @classmethod
@@ -35,7 +36,9 @@ class PayhookProcess:
 
     @classmethod
     def worker(cls, env: dict[str, str], log_dir: Path, name: str = "worker") -> PayhookProcess:
-        return cls("worker", env, log_dir / f"{name}.log")
+        # A Celery worker logs "<name> ready."; the embedded one "payhook.worker_started".
+        ready = " ready." if "REDIS_URL" in env else "payhook.worker_started"
+        return cls("worker", {"LOG_LEVEL": "INFO", **env}, log_dir / f"{name}.log", None, ready)
 
     @property
     def base_url(self) -> str:
@@ -58,7 +61,23 @@ class PayhookProcess:
             )
         if self.port is not None:
             self._wait_healthy(timeout)
+        elif self.ready_text is not None:
+            self._wait_for_log(self.ready_text, timeout)
         return self
+
+    def _wait_for_log(self, text: str, timeout: float) -> None:
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"payhook {self.command} exited: {self.log_path.read_text()}")
+            with self.log_path.open("rb") as log:
+                log.seek(start)
+                if text.encode() in log.read():
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"payhook {self.command} did not log {text!r} within {timeout}s")
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from payhook.transactions.repository import ClaimedTransaction
 
 
 def record_call(transaction: ClaimedTransaction) -> None:
-    line = f"{transaction.transaction_id} {transaction.attempt} {os.getpid()}\n".encode()
+    fields = [transaction.transaction_id, transaction.attempt, os.getpid(), time.time()]
+    line = (" ".join(map(str, fields)) + "\n").encode()
     fd = os.open(os.environ["PAYHOOK_TEST_CALLS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(fd, line)  # one O_APPEND write: lines from many processes never interleave
@@ -32,6 +34,12 @@ async def record_and_script(transaction: ClaimedTransaction) -> None:
         raise RuntimeError(f"scripted failure on attempt {transaction.attempt}")
     if key.startswith("fail-twice-") and transaction.attempt <= 2:
         raise RuntimeError(f"scripted failure on attempt {transaction.attempt}")
+
+
+async def record_and_take_time(transaction: ClaimedTransaction) -> None:
+    """A step taking PAYHOOK_TEST_STEP_SECONDS, like a real API call: a kill can land mid-step."""
+    record_call(transaction)
+    await asyncio.sleep(float(os.environ.get("PAYHOOK_TEST_STEP_SECONDS", "0.05")))
 
 
 def read_calls(path: str | os.PathLike[str]) -> list[tuple[str, int]]:

@@ -44,7 +44,12 @@ def configure_logging(settings: Settings) -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # JSON lines carry the traceback as text; the console renderer prints its own.
+                *([structlog.processors.format_exc_info] if as_json else []),
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()

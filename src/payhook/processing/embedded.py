@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import structlog
 
 from payhook.batching import GroupCommitter
 from payhook.config import Settings
-from payhook.processing.processor import Processor
+from payhook.processing.processor import Processor, record_until_lease_lapses
 from payhook.transactions.repository import ClaimedTransaction, Outcome, TransactionRepository
-from payhook.webhooks.ingest import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
 
-RECORD_RETRY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 10.0
 
 
 class EmbeddedRunner:
     """Runs at most EXECUTOR_CONCURRENCY steps at once inside this process."""
+
+    linger_seconds = 0.0
 
     def __init__(
         self, repository: TransactionRepository, processor: Processor, settings: Settings
@@ -65,19 +64,10 @@ class EmbeddedRunner:
         await self._record(outcome)
 
     async def _record(self, outcome: Outcome) -> None:
-        deadline = outcome.claimed.claimed_at.timestamp() + self._settings.lease_seconds
-        while True:
-            try:
-                applied = await self._recorder.submit(outcome)
-            except STORAGE_ERRORS as exc:
-                if datetime.now(UTC).timestamp() > deadline:
-                    log.error(
-                        "executor.outcome_lost", transaction_id=outcome.claimed.transaction_id
-                    )
-                    return  # the lease has lapsed: the row will be claimed and run again
-                log.warning("executor.record_failed", error=repr(exc))
-                await asyncio.sleep(RECORD_RETRY_SECONDS)
-                continue
-            if not applied:
-                log.warning("executor.claim_lost", transaction_id=outcome.claimed.transaction_id)
-            return
+        applied = await record_until_lease_lapses(
+            lambda: self._recorder.submit(outcome),
+            outcome.claimed.claimed_at,
+            self._settings.lease_seconds,
+        )
+        if applied is False:
+            log.warning("executor.claim_lost", transaction_id=outcome.claimed.transaction_id)

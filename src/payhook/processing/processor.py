@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import structlog
 
 from payhook.config import Settings
+from payhook.db import STORAGE_ERRORS
 from payhook.processing.steps import ProcessingStep
 from payhook.transactions.repository import ClaimedTransaction, Outcome
 
 log = structlog.get_logger(__name__)
+
+R = TypeVar("R")
+RECORD_RETRY_SECONDS = 0.5
 
 
 class Processor:
@@ -55,3 +62,23 @@ class Processor:
         """Exponential in the attempt number, capped, with jitter in [50%, 100%]."""
         ceiling = min(self._backoff_max, self._backoff * 2 ** (attempt - 1))
         return float(ceiling * random.uniform(0.5, 1.0))
+
+
+async def record_until_lease_lapses(
+    record: Callable[[], Awaitable[R]], claimed_at: datetime, lease_seconds: float
+) -> R | None:
+    """Write outcomes, retrying through a storage outage for as long as the claim's lease holds.
+
+    Steps that ran must not run again merely because the database blinked; once the lease has
+    lapsed the rows are someone else's to claim, and retrying would be pointless.
+    """
+    deadline = claimed_at.timestamp() + lease_seconds
+    while True:
+        try:
+            return await record()
+        except STORAGE_ERRORS as exc:
+            if time.time() + RECORD_RETRY_SECONDS > deadline:
+                log.error("processing.outcomes_lost", error=repr(exc))
+                return None
+            log.warning("processing.record_failed", error=repr(exc))
+            await asyncio.sleep(RECORD_RETRY_SECONDS)

@@ -19,8 +19,8 @@ from typing import Protocol
 import structlog
 
 from payhook.config import Settings
+from payhook.db import STORAGE_ERRORS
 from payhook.transactions.repository import ClaimedTransaction, TransactionRepository
-from payhook.webhooks.ingest import STORAGE_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +33,10 @@ class RunnerUnavailable(Exception):
 
 class Runner(Protocol):
     """Runs claimed transactions; `capacity` bounds how many it takes at once."""
+
+    # How long after the earliest due time to claim, so that rows falling due together travel
+    # in one batch; worth it only where handing over a batch costs a round trip.
+    linger_seconds: float
 
     def start(self) -> None: ...
 
@@ -108,6 +112,7 @@ class Scheduler:
         timeout = self._settings.executor_poll_seconds
         if self._planned_wake is not None:
             until_due = (self._planned_wake - datetime.now(UTC)).total_seconds()
+            until_due += self._runner.linger_seconds
             timeout = max(0.0, min(timeout, until_due))
         await self._sleep(timeout)
 

@@ -6,17 +6,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 
 from payhook.batching import GroupCommitter
+from payhook.db import STORAGE_ERRORS
 from payhook.errors import ServiceUnavailable
 from payhook.transactions.repository import IngestResult, NewDelivery, TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 
 log = structlog.get_logger(__name__)
-
-# What a failed write can look like besides SQLAlchemy's own errors: a dropped socket, a timeout.
-STORAGE_ERRORS = (SQLAlchemyError, OSError, TimeoutError, ConnectionError)
 
 
 class Ingestor:
