@@ -22,8 +22,8 @@ RUN pip wheel --no-deps --wheel-dir /build/dist . \
 
 FROM python:${PYTHON_VERSION}-slim AS runtime
 ARG UID=10001
-RUN groupadd --system --gid ${UID} payhook \
-    && useradd --system --uid ${UID} --gid payhook --home-dir /app --no-create-home \
+RUN groupadd --gid ${UID} payhook \
+    && useradd --uid ${UID} --gid payhook --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin payhook \
     && mkdir /app && chown payhook:payhook /app
 COPY --from=builder /opt/venv /opt/venv

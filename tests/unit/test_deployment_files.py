@@ -259,3 +259,8 @@ def test_docker_compose_accepts_the_file() -> None:
     command = [docker, "compose", "-f", "docker-compose.yml", "config", "-q"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_build_context_leaves_out_secrets_and_local_state() -> None:
+    ignored = set(read(".dockerignore").splitlines())
+    assert {".git", ".venv", ".env", "*.db", "benchmarks/results"} <= ignored
