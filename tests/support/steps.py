@@ -2,8 +2,9 @@
 
 `record_and_script` appends one line per call to the file named by PAYHOOK_TEST_CALLS, so a
 test can count calls per transaction across processes and restarts, and fails on purpose for ids
-that ask for it: `fail-always-*` always, `fail-twice-*` on its first two attempts, and
-`slow-*` sleeps for PAYHOOK_TEST_SLOW_SECONDS after recording the call.
+that ask for it: `fail-always-*` always, `fail-twice-*` on its first two attempts,
+`fail-until-file-*` while the file named by PAYHOOK_TEST_FAIL_FLAG exists (so a test can let a
+replay succeed), and `slow-*` sleeps for PAYHOOK_TEST_SLOW_SECONDS after recording the call.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ async def record_and_script(transaction: ClaimedTransaction) -> None:
         raise RuntimeError(f"scripted failure on attempt {transaction.attempt}")
     if key.startswith("fail-twice-") and transaction.attempt <= 2:
         raise RuntimeError(f"scripted failure on attempt {transaction.attempt}")
+    if key.startswith("fail-until-file-") and _fail_flag_present():
+        raise RuntimeError(f"scripted failure on attempt {transaction.attempt} (flag file present)")
+
+
+def _fail_flag_present() -> bool:
+    return os.path.exists(os.environ["PAYHOOK_TEST_FAIL_FLAG"])
 
 
 def read_calls(path: str | os.PathLike[str]) -> list[tuple[str, int]]:

@@ -7,7 +7,7 @@ slot is taken only while its step runs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -28,9 +28,14 @@ class EmbeddedRunner:
     """Runs at most EXECUTOR_CONCURRENCY steps at once inside this process."""
 
     def __init__(
-        self, repository: TransactionRepository, processor: Processor, settings: Settings
+        self,
+        repository: TransactionRepository,
+        processor: Processor,
+        settings: Settings,
+        on_recorded: Callable[[Outcome], None] | None = None,
     ) -> None:
         self._processor = processor
+        self._on_recorded = on_recorded
         self._settings = settings
         self._running: set[asyncio.Task[None]] = set()
         self._recorder: GroupCommitter[Outcome, bool] = GroupCommitter(
@@ -80,4 +85,6 @@ class EmbeddedRunner:
                 continue
             if not applied:
                 log.warning("executor.claim_lost", transaction_id=outcome.claimed.transaction_id)
+            elif self._on_recorded is not None:
+                self._on_recorded(outcome)
             return
