@@ -167,7 +167,7 @@ class OperatorRepository:
     async def counts_by_status(self) -> dict[str, int]:
         async with self._read() as conn:
             rows = await conn.execute(select(t.c.status, func.count()).group_by(t.c.status))
-            return {status: count for status, count in rows.tuples()}
+            return {row[0]: int(row[1]) for row in rows}
 
     async def due_backlog(self, now: datetime) -> tuple[int, datetime | None]:
         """How many PROCESSING rows are due, and the earliest due time among them."""
