@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payhook import __version__, health
 from payhook.config import Settings, SignatureScheme
+from payhook.console import router as console_router
 from payhook.db import create_engine
 from payhook.errors import PayhookError, ServiceUnavailable, ValidationFailed
 from payhook.observability.logging import RequestIdMiddleware, configure_logging
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, run_executor: bool = True) -
     app.include_router(webhooks_router.router)
     app.include_router(transactions_router.router)
     app.include_router(operators_router.router)
+    app.include_router(console_router.router)
     _install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     _document_request_body(app)

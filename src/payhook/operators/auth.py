@@ -51,9 +51,7 @@ def require_admin(request: Request, token: TokenDep) -> Operator:
 def console_operator(request: Request, token: str) -> Operator | None:
     """The console's check: the Bearer header or the session cookie; None when neither."""
     cookie = request.cookies.get(SESSION_COOKIE, "")
-    if _bearer_matches(request, token) or hmac.compare_digest(
-        cookie.encode(), session_value(token).encode()
-    ):
+    if _bearer_matches(request, token) or tokens_match(cookie, session_value(token)):
         return Operator(actor_from(request))
     return None
 
@@ -78,12 +76,21 @@ def csrf_value(token: str) -> str:
 
 def check_form_origin(request: Request, token: str, form: dict[str, str]) -> None:
     """Refuse a console POST from another origin or without the CSRF token."""
-    origin = request.headers.get("origin")
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    if origin is not None and origin != own:
+    if not same_origin(request):
         raise Forbidden("The form was posted from another origin.")
-    if not hmac.compare_digest(form.get("csrf", "").encode(), csrf_value(token).encode()):
+    if not tokens_match(form.get("csrf", ""), csrf_value(token)):
         raise Forbidden("The form's CSRF token is missing or wrong. Reload the console.")
+
+
+def same_origin(request: Request) -> bool:
+    """False when the browser says the request comes from another origin."""
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
+def tokens_match(given: str, expected: str) -> bool:
+    """Constant-time comparison, so response times do not reveal how much of a guess was right."""
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def actor_from(request: Request) -> str:
@@ -96,7 +103,7 @@ def _bearer_matches(request: Request, token: str) -> bool:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    return tokens_match(given.strip(), token)
 
 
 AdminDep = Annotated[Operator, Depends(require_admin)]
