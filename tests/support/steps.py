@@ -4,7 +4,8 @@
 test can count calls per transaction across processes and restarts, and fails on purpose for ids
 that ask for it: `fail-always-*` always, `fail-twice-*` on its first two attempts,
 `fail-until-file-*` while the file named by PAYHOOK_TEST_FAIL_FLAG exists (so a test can let a
-replay succeed), and `slow-*` sleeps for PAYHOOK_TEST_SLOW_SECONDS after recording the call.
+replay succeed; once it passes it first sleeps PAYHOOK_TEST_PASS_DELAY seconds, default 0),
+and `slow-*` sleeps for PAYHOOK_TEST_SLOW_SECONDS after recording the call.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ async def record_and_script(transaction: ClaimedTransaction) -> None:
         raise RuntimeError(f"scripted failure on attempt {transaction.attempt}")
     if key.startswith("fail-until-file-") and _fail_flag_present():
         raise RuntimeError(f"scripted failure on attempt {transaction.attempt} (flag file present)")
+    if key.startswith("fail-until-file-"):
+        await asyncio.sleep(float(os.environ.get("PAYHOOK_TEST_PASS_DELAY", "0")))
 
 
 def _fail_flag_present() -> bool:
