@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.operator_app import TOKEN, app_client, make_failed, operator_settings, post
+from tests.support.operator_app import (
+    ADMIN,
+    TOKEN,
+    app_client,
+    make_failed,
+    operator_settings,
+    post,
+)
 
 pytestmark = pytest.mark.anyio
 ORIGIN = {"Origin": "http://payhook.test"}
@@ -84,3 +92,18 @@ async def test_assets_are_served_by_the_service(tmp_path: Path) -> None:
         page = (await client.get("/console")).text
         assert "http://" not in page
         assert "https://" not in page
+
+
+async def test_operator_actions_are_logged_as_json_with_the_request_id(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    settings = operator_settings(f"sqlite:///{tmp_path}/c.db", log_format="json")
+    async with app_client(settings) as client:
+        await post(client, "logged-1")
+        await make_failed(settings, "logged-1")
+        headers = {**ADMIN, "X-Request-ID": "req-console-42"}
+        assert (await client.post("/v1/transactions/logged-1/retry", headers=headers)).is_success
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "{" in line[:1]]
+    [replayed] = [line for line in lines if line["event"] == "operator.replayed"]
+    assert replayed["request_id"] == "req-console-42"
+    assert (replayed["actor"], replayed["transaction_ids"]) == ("alice", ["logged-1"])

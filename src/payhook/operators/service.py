@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import simplejson
+import structlog
 
 from payhook.errors import InvalidRequest, NotFound, NotReplayable
 from payhook.observability.metrics import DatabaseSnapshot
@@ -25,6 +26,8 @@ from payhook.operators.schemas import (
 )
 
 Cursor = tuple[datetime, str]
+
+log = structlog.get_logger(__name__)
 
 
 class OperatorService:
@@ -78,7 +81,7 @@ class OperatorService:
                 transaction_id=transaction_id,
                 status=status,
             )
-        return self._requeued(done, action.at)
+        return self._requeued(done, action)
 
     async def retry_many(self, body: BulkRetryIn, operator: Operator) -> RetryOut:
         """Replay up to `body.limit` FAILED transactions matching the filter (or the ids)."""
@@ -90,11 +93,19 @@ class OperatorService:
         detail = {"filter": where.model_dump(mode="json", exclude_none=True), "ids": body.ids}
         action = Action("retry.bulk", operator.actor, body.reason, now)
         done = await self.repository.retry(conditions, body.limit, action, bulk_detail=detail)
-        return self._requeued(done, now)
+        return self._requeued(done, action)
 
-    def _requeued(self, done: list[str], now: datetime) -> RetryOut:
+    def _requeued(self, done: list[str], action: Action) -> RetryOut:
+        # At most a few ids in the log line; the audit table has them all.
+        log.info(
+            "operator.replayed",
+            action=action.action,
+            actor=action.actor,
+            count=len(done),
+            transaction_ids=done[:10],
+        )
         if done and self._on_requeued is not None:
-            self._on_requeued(now)
+            self._on_requeued(action.at)
         return RetryOut(retried=len(done), transaction_ids=done)
 
     async def snapshot(self, pool: dict[str, int]) -> DatabaseSnapshot:
