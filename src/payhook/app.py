@@ -14,9 +14,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payhook import __version__, health
 from payhook.config import Settings, SignatureScheme
+from payhook.console import router as console_router
 from payhook.db import STORAGE_ERRORS, create_engine
 from payhook.errors import PayhookError, ServiceUnavailable, ValidationFailed
 from payhook.observability.logging import RequestIdMiddleware, configure_logging
+from payhook.observability.metrics import Metrics
+from payhook.operators import router as operators_router
+from payhook.operators.repository import OperatorRepository
+from payhook.operators.service import OperatorService
 from payhook.processing.embedded import EmbeddedRunner
 from payhook.processing.processor import Processor
 from payhook.processing.scheduler import Runner, Scheduler
@@ -45,6 +50,8 @@ def create_app(settings: Settings | None = None, *, run_executor: bool = True) -
     app.include_router(health.router)
     app.include_router(webhooks_router.router)
     app.include_router(transactions_router.router)
+    app.include_router(operators_router.router)
+    app.include_router(console_router.router)
     _install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     _document_request_body(app)
@@ -78,30 +85,34 @@ def _lifespan(settings: Settings, run_executor: bool) -> Any:
 
 
 def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
-    """Engine, repository, ingest path, signature verifier and (optionally) the executor."""
+    """Engine, repositories, ingest path, verifier, metrics and (optionally) the executor."""
     verifier = verifier_from_settings(settings)
     engine = create_engine(settings)
     repository = TransactionRepository(engine)
-    scheduler = (
-        Scheduler(repository, _runner(settings, repository), settings) if run_executor else None
+    metrics = Metrics()
+    runner = _runner(settings, repository, metrics)
+    scheduler = Scheduler(repository, runner, settings) if run_executor else None
+    operators = OperatorService(
+        OperatorRepository(engine), on_requeued=scheduler.notify_due if scheduler else None
     )
     ingestor = Ingestor(
         repository,
         delay_seconds=settings.processing_delay_seconds,
         max_batch=settings.ingest_max_batch,
         on_stored=scheduler.notify_due if scheduler else None,
+        signature=settings.webhook_signature_scheme.value,
     )
-    return Runtime(settings, engine, repository, ingestor, scheduler, verifier)
+    return Runtime(settings, engine, repository, ingestor, scheduler, verifier, metrics, operators)
 
 
-def _runner(settings: Settings, repository: TransactionRepository) -> Runner:
+def _runner(settings: Settings, repository: TransactionRepository, metrics: Metrics) -> Runner:
     """Steps run on Celery workers when configured; otherwise in this process."""
     if settings.uses_celery:
         from payhook.processing.celery_app import CeleryRunner
 
         return CeleryRunner(repository, settings)
     processor = Processor(load_step(settings.processing_step), settings)
-    return EmbeddedRunner(repository, processor, settings)
+    return EmbeddedRunner(repository, processor, settings, on_recorded=metrics.attempt)
 
 
 def _executor_name(settings: Settings, runtime: Runtime) -> str:
@@ -119,13 +130,23 @@ def _problem_response(error: PayhookError) -> Response:
     )
 
 
+def _count_rejection(request: Request, status_code: int) -> None:
+    """Webhook deliveries refused before storage, by status (a 409 is counted as a conflict)."""
+    if request.url.path == webhooks_router.WEBHOOK_PATH and status_code != 409:
+        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        if runtime is not None:
+            runtime.metrics.rejected(status_code)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    async def on_payhook_error(_: Request, exc: Exception) -> Response:
+    async def on_payhook_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PayhookError)
+        _count_rejection(request, exc.status_code)
         return _problem_response(exc)
 
-    async def on_storage_error(_: Request, exc: Exception) -> Response:
+    async def on_storage_error(request: Request, exc: Exception) -> Response:
         log.warning("storage.unavailable", error=type(exc).__name__)
+        _count_rejection(request, ServiceUnavailable.status_code)
         return _problem_response(ServiceUnavailable("Storage is unavailable. Retry later."))
 
     async def on_validation_error(_: Request, exc: Exception) -> Response:

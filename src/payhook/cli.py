@@ -1,14 +1,17 @@
-"""The `payhook` command: serve, worker, migrate, send."""
+"""The `payhook` command: serve, worker, migrate, send, replay, purge."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import click
 import httpx
@@ -18,8 +21,11 @@ from simplejson import dumps
 
 from payhook.app import build_runtime
 from payhook.config import Settings, SignatureScheme
+from payhook.db import create_engine
 from payhook.observability.logging import configure_logging
+from payhook.operators.repository import Action, OperatorRepository
 from payhook.schema import is_current, upgrade
+from payhook.timefmt import isoformat_z
 from payhook.webhooks.signatures import Verifier, build_verifier
 
 log = structlog.get_logger(__name__)
@@ -211,3 +217,95 @@ def _post_one(client: httpx.Client, signer: Verifier, msg_id: str, body: bytes) 
     except httpx.HTTPError as exc:
         raise click.ClickException(f"could not reach {client.base_url}: {exc}") from None
     return response.status_code
+
+
+def _age(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
+    """`90d` or `36h` as a timedelta."""
+    found = re.fullmatch(r"(\d+)([dh])", value.strip())
+    if found is None:
+        raise click.BadParameter(f"{value!r} is not an age such as 90d or 36h")
+    amount, unit = int(found.group(1)), found.group(2)
+    return timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
+
+
+@main.command()
+@click.option("--older-than", required=True, callback=_age, help="An age such as 90d or 36h.")
+@click.option("--actor", default="admin", show_default=True, help="Who, for the audit log.")
+def purge(older_than: timedelta, actor: str) -> None:
+    """Drop raw bodies of deliveries older than the age; every transaction, status and dedupe
+    key stays, so late re-deliveries are still recognised as duplicates or conflicts."""
+    settings = _settings()
+    _ensure_schema(settings)
+    now = datetime.now(UTC)
+    cutoff = now - older_than
+    purged = asyncio.run(_purge(settings, cutoff, Action("purge", actor, None, now)))
+    click.echo(f"purged {purged} raw bodies received before {isoformat_z(cutoff, 'seconds')}")
+
+
+async def _purge(settings: Settings, cutoff: datetime, action: Action) -> int:
+    engine = create_engine(settings)
+    try:
+        return await OperatorRepository(engine).purge_raw_bodies(cutoff, action)
+    finally:
+        await engine.dispose()
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The service.")
+@click.option("--token", help="Default: ADMIN_TOKEN, which keeps it out of the process list.")
+@click.option("--id", "ids", multiple=True, help="A FAILED transaction to replay; repeatable.")
+@click.option("--status", type=click.Choice(["FAILED"]), default="FAILED", show_default=True)
+@click.option("--account", help="Only transactions from or to this account.")
+@click.option("--currency", help="Only transactions in this currency.")
+@click.option("--created-after", help="ISO 8601 with a zone, e.g. 2026-01-01T00:00:00Z.")
+@click.option("--created-before", help="ISO 8601 with a zone.")
+@click.option("--conflicted", is_flag=True, default=None, help="Only ones with a conflict.")
+@click.option("--all", "everything", is_flag=True, help="Every FAILED one (up to --limit).")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--reason", help="Why, for the audit log.")
+@click.option("--actor", default="admin", show_default=True, help="Who, for the audit log.")
+def replay(
+    url: str,
+    token: str | None,
+    ids: tuple[str, ...],
+    everything: bool,
+    limit: int,
+    reason: str | None,
+    actor: str,
+    **filters: Any,
+) -> None:
+    """Replay FAILED transactions through the service's API (audited, fenced, and the
+    service's executor is woken at once)."""
+    body = _replay_body(ids, filters, everything, limit, reason)
+    answer = _post_replay(url, token or _admin_token(), actor, body)
+    click.echo(" ".join([f"replayed {answer['retried']}", *answer["transaction_ids"]]))
+
+
+def _replay_body(
+    ids: tuple[str, ...], filters: dict[str, Any], everything: bool, limit: int, reason: str | None
+) -> dict[str, Any]:
+    chosen = {key: value for key, value in filters.items() if value is not None and key != "status"}
+    if not (ids or chosen or everything):
+        raise click.UsageError("Name transactions with --id, narrow with a filter, or pass --all.")
+    return {"filter": chosen, "ids": list(ids) or None, "reason": reason, "limit": limit}
+
+
+def _admin_token() -> str:
+    token = Settings().admin_token_value
+    if token is None:
+        raise click.UsageError("Pass --token or set ADMIN_TOKEN.")
+    return token
+
+
+def _post_replay(url: str, token: str, actor: str, body: dict[str, Any]) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}", "X-Operator": actor}
+    try:
+        response = httpx.post(
+            f"{url}/v1/transactions/retry", json=body, headers=headers, timeout=60
+        )
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"could not reach {url}: {exc}") from None
+    if response.status_code != 200:
+        raise click.ClickException(f"{response.status_code}: {response.text}")
+    answer: dict[str, Any] = response.json()
+    return answer

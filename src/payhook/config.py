@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(300, ge=1)
     allow_unsigned_webhooks: bool = False
 
+    # Operator endpoints (listing, replay, /metrics, the console) exist only when this is set.
+    admin_token: SecretStr | None = None
+
     @field_validator("log_level")
     @classmethod
     def _upper_level(cls, value: str) -> str:
@@ -121,6 +124,13 @@ class Settings(BaseSettings):
         if self.executor is ExecutorKind.CELERY and not self.redis_url:
             raise ValueError("EXECUTOR=celery needs REDIS_URL")
         return self
+
+    @property
+    def admin_token_value(self) -> str | None:
+        """ADMIN_TOKEN, or None when unset or blank (operator routes then answer 404)."""
+        if self.admin_token is None:
+            return None
+        return self.admin_token.get_secret_value().strip() or None
 
     @property
     def uses_celery(self) -> bool:

@@ -3,8 +3,11 @@
 PayhookError                 base: a status code, a title and a detail
 ├── InvalidRequest           400  the body is not JSON payhook can read
 ├── SignatureInvalid         401  the webhook signature is missing, wrong or stale
-├── NotFound                 404  no such transaction
+├── AdminAuthRequired        401  an operator endpoint without the right ADMIN_TOKEN
+├── Forbidden                403  a console form posted from another origin or without its token
+├── NotFound                 404  no such transaction (or operator endpoints are not enabled)
 ├── TransactionConflict      409  same transaction_id, different content
+├── NotReplayable            409  a replay of a transaction that is not FAILED
 ├── PayloadTooLarge          413  body over the limit
 ├── UnsupportedMediaType     415  body is not application/json
 ├── ValidationFailed         422  JSON, but a field is missing or wrong
@@ -55,6 +58,19 @@ class SignatureInvalid(PayhookError):
         return {"WWW-Authenticate": 'Signature realm="payhook-webhooks"'}
 
 
+class AdminAuthRequired(PayhookError):
+    status_code = 401
+    title = "Authentication required"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="payhook-operators"'}
+
+
+class Forbidden(PayhookError):
+    status_code = 403
+    title = "Forbidden"
+
+
 class NotFound(PayhookError):
     status_code = 404
     title = "Not found"
@@ -63,6 +79,11 @@ class NotFound(PayhookError):
 class TransactionConflict(PayhookError):
     status_code = 409
     title = "Transaction conflict"
+
+
+class NotReplayable(PayhookError):
+    status_code = 409
+    title = "Not replayable"
 
 
 class PayloadTooLarge(PayhookError):

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhook.config import Settings
+from payhook.observability.metrics import Metrics
 from payhook.processing.scheduler import Scheduler
 from payhook.transactions.repository import TransactionRepository
 from payhook.webhooks.ingest import Ingestor
 from payhook.webhooks.signatures import Verifier
+
+if TYPE_CHECKING:  # the operators import this module for RuntimeDep
+    from payhook.operators.service import OperatorService
 
 
 @dataclass
@@ -23,6 +27,8 @@ class Runtime:
     ingestor: Ingestor
     scheduler: Scheduler | None
     verifier: Verifier
+    metrics: Metrics
+    operators: OperatorService
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -2,8 +2,10 @@
 
 `record_and_script` appends one line per call to the file named by PAYHOOK_TEST_CALLS, so a
 test can count calls per transaction across processes and restarts, and fails on purpose for ids
-that ask for it: `fail-always-*` always, `fail-twice-*` on its first two attempts, and
-`slow-*` sleeps for PAYHOOK_TEST_SLOW_SECONDS after recording the call.
+that ask for it: `fail-always-*` always, `fail-twice-*` on its first two attempts,
+`fail-until-file-*` while the file named by PAYHOOK_TEST_FAIL_FLAG exists (so a test can let a
+replay succeed; once it passes it first sleeps PAYHOOK_TEST_PASS_DELAY seconds, default 0),
+and `slow-*` sleeps for PAYHOOK_TEST_SLOW_SECONDS after recording the call.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ async def record_and_script(transaction: ClaimedTransaction) -> None:
         raise RuntimeError(f"scripted failure on attempt {transaction.attempt}")
     if key.startswith("fail-twice-") and transaction.attempt <= 2:
         raise RuntimeError(f"scripted failure on attempt {transaction.attempt}")
+    if key.startswith("fail-until-file-") and _fail_flag_present():
+        raise RuntimeError(f"scripted failure on attempt {transaction.attempt} (flag file present)")
+    if key.startswith("fail-until-file-"):
+        await asyncio.sleep(float(os.environ.get("PAYHOOK_TEST_PASS_DELAY", "0")))
+
+
+def _fail_flag_present() -> bool:
+    return os.path.exists(os.environ["PAYHOOK_TEST_FAIL_FLAG"])
 
 
 async def record_and_take_time(transaction: ClaimedTransaction) -> None:

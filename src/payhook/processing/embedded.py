@@ -7,7 +7,7 @@ slot is taken only while its step runs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -27,9 +27,14 @@ class EmbeddedRunner:
     linger_seconds = 0.0
 
     def __init__(
-        self, repository: TransactionRepository, processor: Processor, settings: Settings
+        self,
+        repository: TransactionRepository,
+        processor: Processor,
+        settings: Settings,
+        on_recorded: Callable[[Outcome], None] | None = None,
     ) -> None:
         self._processor = processor
+        self._on_recorded = on_recorded
         self._settings = settings
         self._running: set[asyncio.Task[None]] = set()
         self._recorder: GroupCommitter[Outcome, bool] = GroupCommitter(
@@ -71,3 +76,5 @@ class EmbeddedRunner:
         )
         if applied is False:
             log.warning("executor.claim_lost", transaction_id=outcome.claimed.transaction_id)
+        elif applied and self._on_recorded is not None:
+            self._on_recorded(outcome)

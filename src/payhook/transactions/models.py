@@ -81,7 +81,10 @@ class Delivery(Base):
     )
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     outcome: Mapped[str] = mapped_column(String(16))
+    # NULL once purged past retention (`payhook purge`); the row itself stays as evidence.
     raw_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The scheme that verified it ("none" when unsigned); only verified deliveries are stored.
+    signature: Mapped[str | None] = mapped_column(String(32))
 
 
 class ProcessingAttempt(Base):
@@ -100,6 +103,21 @@ class ProcessingAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class OperatorAction(Base):
+    """The audit log: who did what to which transaction (or to many, by filter), when and why."""
+
+    __tablename__ = "operator_actions"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    detail: Mapped[str | None] = mapped_column(Text)  # JSON
+
+
 transactions = cast(Table, Transaction.__table__)
 deliveries = cast(Table, Delivery.__table__)
 processing_attempts = cast(Table, ProcessingAttempt.__table__)
+operator_actions = cast(Table, OperatorAction.__table__)

@@ -35,6 +35,7 @@ class NewDelivery:
     raw_body: bytes
     received_at: datetime
     due_at: datetime
+    signature: str | None = None  # the scheme that verified it
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ class TransactionRepository:
                         "received_at": item.received_at,
                         "outcome": result.outcome.value,
                         "raw_body": item.raw_body,
+                        "signature": item.signature,
                     }
                     for item, result in zip(batch, results, strict=True)
                 ],

@@ -26,8 +26,10 @@ class Ingestor:
         delay_seconds: float,
         max_batch: int,
         on_stored: Callable[[datetime], None] | None = None,
+        signature: str | None = None,
     ) -> None:
         self._delay = timedelta(seconds=delay_seconds)
+        self._signature = signature
         self._on_stored = on_stored
         self._committer: GroupCommitter[NewDelivery, IngestResult] = GroupCommitter(
             repository.ingest, max_batch=max_batch, name="ingest"
@@ -42,7 +44,8 @@ class Ingestor:
     async def ingest(self, transaction: TransactionIn, raw_body: bytes) -> IngestResult:
         """Return once the delivery is committed; raise ServiceUnavailable if it could not be."""
         received_at = datetime.now(UTC)
-        delivery = NewDelivery(transaction, raw_body, received_at, received_at + self._delay)
+        due_at = received_at + self._delay
+        delivery = NewDelivery(transaction, raw_body, received_at, due_at, self._signature)
         try:
             result = await self._committer.submit(delivery)
         except (*STORAGE_ERRORS, RuntimeError) as exc:

@@ -14,12 +14,13 @@ from payhook.errors import (
     TransactionConflict,
     UnsupportedMediaType,
 )
-from payhook.runtime import RuntimeDep
+from payhook.runtime import Runtime, RuntimeDep
 from payhook.transactions.models import DeliveryOutcome
 from payhook.transactions.schemas import Acknowledgement, Problem
 from payhook.webhooks.payload import parse_transaction
 
 MAX_BODY_BYTES = 64 * 1024
+WEBHOOK_PATH = "/v1/webhooks/transactions"
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +35,7 @@ def _problem(description: str) -> dict[str, Any]:
 
 
 @router.post(
-    "/v1/webhooks/transactions",
+    WEBHOOK_PATH,
     status_code=202,
     summary="Receive a transaction webhook",
     response_model=Acknowledgement,
@@ -59,6 +60,12 @@ def _problem(description: str) -> dict[str, Any]:
 )
 async def receive_transaction(request: Request, runtime: RuntimeDep) -> Response:
     """Verify the signature, store the transaction durably, then acknowledge it."""
+    # Timed here, not in a middleware, so only this endpoint pays for it.
+    with runtime.metrics.ingest_seconds.time():
+        return await _receive(request, runtime)
+
+
+async def _receive(request: Request, runtime: Runtime) -> Response:
     raw = await _read_json_body(request)
     try:
         # Before parsing: nothing an unauthenticated sender wrote reaches the JSON parser.
@@ -68,6 +75,7 @@ async def receive_transaction(request: Request, runtime: RuntimeDep) -> Response
         raise
     transaction = parse_transaction(raw)
     result = await runtime.ingestor.ingest(transaction, raw)
+    runtime.metrics.delivery(result.outcome)
     if result.outcome is DeliveryOutcome.CONFLICT:
         raise TransactionConflict(
             f"Transaction {transaction.transaction_id!r} is already stored with different "

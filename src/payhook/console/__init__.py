@@ -1,0 +1,1 @@
+"""The operator console: server-rendered pages, one CSS and one JS file, all served by payhook."""

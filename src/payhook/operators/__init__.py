@@ -1,0 +1,1 @@
+"""Operators: authentication, listing, timelines, replay and the audit log of what they did."""

@@ -1,0 +1,177 @@
+"""The operators' rules: pages with opaque cursors, timelines, replays only of FAILED ones."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import simplejson
+import structlog
+
+from payhook.errors import InvalidRequest, NotFound, NotReplayable
+from payhook.observability.metrics import DatabaseSnapshot
+from payhook.operators.auth import Operator
+from payhook.operators.repository import Action, AnyRow, History, OperatorRepository
+from payhook.operators.schemas import (
+    BulkRetryIn,
+    ListQuery,
+    RetryOut,
+    Timeline,
+    TimelineEvent,
+    TransactionPage,
+    TransactionSummary,
+)
+
+Cursor = tuple[datetime, str]
+
+log = structlog.get_logger(__name__)
+
+
+class OperatorService:
+    """What operators can see and do; `on_requeued` wakes the local scheduler after a replay."""
+
+    def __init__(
+        self,
+        repository: OperatorRepository,
+        on_requeued: Callable[[datetime], None] | None = None,
+    ) -> None:
+        self.repository = repository
+        self._on_requeued = on_requeued
+
+    async def page(self, query: ListQuery) -> TransactionPage:
+        """One page, newest first; `next_cursor` is set when there may be more."""
+        after = decode_cursor(query.cursor) if query.cursor else None
+        rows = await self.repository.page(query, after, query.limit, datetime.now(UTC))
+        items = [TransactionSummary.model_validate(row._mapping) for row in rows]
+        last = items[-1] if len(items) == query.limit else None
+        return TransactionPage(
+            items=items,
+            next_cursor=encode_cursor((last.created_at, last.transaction_id)) if last else None,
+        )
+
+    async def timeline(self, transaction_id: str, *, raw: bool = False) -> Timeline:
+        """Every delivery, attempt and operator action of one transaction, in time order."""
+        history = await self.repository.history(transaction_id, raw=raw)
+        if history is None:
+            raise NotFound(
+                f"No transaction has id {transaction_id!r}.", transaction_id=transaction_id
+            )
+        return Timeline(
+            transaction=TransactionSummary.model_validate(history.transaction._mapping),
+            events=sorted(_events(history, raw=raw), key=lambda event: event.at),
+        )
+
+    async def retry_one(
+        self, transaction_id: str, operator: Operator, reason: str | None
+    ) -> RetryOut:
+        """Replay one FAILED transaction; 404 if unknown, 409 if it is not FAILED."""
+        action = Action("retry", operator.actor, reason, datetime.now(UTC))
+        done = await self.repository.retry(
+            self.repository.id_in([transaction_id]), limit=1, action=action
+        )
+        if not done:
+            status = await self.repository.status(transaction_id)
+            if status is None:
+                raise NotFound(f"No transaction has id {transaction_id!r}.")
+            raise NotReplayable(
+                f"Only FAILED transactions can be replayed; {transaction_id!r} is {status}.",
+                transaction_id=transaction_id,
+                status=status,
+            )
+        return self._requeued(done, action)
+
+    async def retry_many(self, body: BulkRetryIn, operator: Operator) -> RetryOut:
+        """Replay up to `body.limit` FAILED transactions matching the filter (or the ids)."""
+        now = datetime.now(UTC)
+        where = body.filter.model_copy(update={"status": None})
+        conditions = self.repository.conditions(where, now)
+        if body.ids is not None:
+            conditions += self.repository.id_in(body.ids)
+        detail = {"filter": where.model_dump(mode="json", exclude_none=True), "ids": body.ids}
+        action = Action("retry.bulk", operator.actor, body.reason, now)
+        done = await self.repository.retry(conditions, body.limit, action, bulk_detail=detail)
+        return self._requeued(done, action)
+
+    def _requeued(self, done: list[str], action: Action) -> RetryOut:
+        # At most a few ids in the log line; the audit table has them all.
+        log.info(
+            "operator.replayed",
+            action=action.action,
+            actor=action.actor,
+            count=len(done),
+            transaction_ids=done[:10],
+        )
+        if done and self._on_requeued is not None:
+            self._on_requeued(action.at)
+        return RetryOut(retried=len(done), transaction_ids=done)
+
+    async def snapshot(self, pool: dict[str, int]) -> DatabaseSnapshot:
+        """Stored state for the metrics gauges and the console's counts."""
+        now = datetime.now(UTC)
+        by_status = await self.repository.counts_by_status()
+        backlog, oldest = await self.repository.due_backlog(now)
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        return DatabaseSnapshot(by_status, backlog, max(0.0, age), pool)
+
+
+def encode_cursor(position: Cursor) -> str:
+    """An opaque token for the keyset (created_at, transaction_id) of a page's last row."""
+    raw = simplejson.dumps([position[0].isoformat(), position[1]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> Cursor:
+    """The keyset a cursor stands for; 400 for anything that is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        at, key = simplejson.loads(raw)
+        moment = datetime.fromisoformat(at)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidRequest("The cursor is not one this service issued.") from exc
+    if moment.tzinfo is None or not isinstance(key, str):
+        raise InvalidRequest("The cursor is not one this service issued.")
+    return moment, key
+
+
+def _events(history: History, *, raw: bool) -> list[TimelineEvent]:
+    events = [_delivery(row, raw=raw) for row in history.deliveries]
+    events += [
+        TimelineEvent(
+            at=row.started_at,
+            kind="attempt",
+            attempt=row.attempt,
+            finished_at=row.finished_at,
+            outcome=row.outcome,
+            error=row.error,
+        )
+        for row in history.attempts
+    ]
+    events += [_action(row) for row in history.actions]
+    return events
+
+
+def _delivery(row: AnyRow, *, raw: bool) -> TimelineEvent:
+    body: bytes | None = row.raw_body if raw else None
+    return TimelineEvent(
+        at=row.received_at,
+        kind="delivery",
+        outcome=row.outcome,
+        signature=row.signature,
+        raw_body=body.decode("utf-8", "replace") if body is not None else None,
+        raw_body_purged=(body is None) if raw else bool(row.purged),
+    )
+
+
+def _action(row: AnyRow) -> TimelineEvent:
+    detail: dict[str, Any] | None = simplejson.loads(row.detail) if row.detail else None
+    return TimelineEvent(
+        at=row.at,
+        kind="operator_action",
+        action=row.action,
+        actor=row.actor,
+        reason=row.reason,
+        detail=detail,
+    )

@@ -1,0 +1,127 @@
+"""The console in a real headless Chromium against a real `payhook serve` process.
+
+Debian's `chromium` is driven by Playwright with its executable path set (Playwright's own
+browser download is not used). Screenshots go to test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import missing_service
+from tests.support.processes import REPO_ROOT, PayhookProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+TOKEN = "browser-test-admin-token-42"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+FAILING = "fail-until-file-browser"
+HEALTHY = "txn_browser_ok"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayhookProcess]:
+    """payhook on SQLite with a step that fails while a flag file exists."""
+    if not CHROMIUM.exists():
+        missing_service(f"{CHROMIUM} is not installed (Debian: apt-get install chromium)")
+    work = tmp_path_factory.mktemp("console")
+    (work / "fail.flag").touch()
+    env = {
+        "DATABASE_URL": f"sqlite:///{work / 'payhook.db'}",
+        "ADMIN_TOKEN": TOKEN,
+        "PROCESSING_DELAY_SECONDS": "0.2",
+        "PROCESSING_STEP": "tests.support.steps:record_and_script",
+        "PAYHOOK_TEST_CALLS": str(work / "calls.txt"),
+        "PAYHOOK_TEST_FAIL_FLAG": str(work / "fail.flag"),
+        # Long enough for the page to show PROCESSING before the replay succeeds.
+        "PAYHOOK_TEST_PASS_DELAY": "2",
+        "MAX_RETRIES": "0",
+        "RETRY_BACKOFF_SECONDS": "0.1",
+    }
+    api = PayhookProcess.serve(env, work).start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+def post(base_url: str, transaction_id: str, amount: str = "150.50") -> None:
+    raw = (
+        f'{{"transaction_id":"{transaction_id}","source_account":"acc_src",'
+        f'"destination_account":"acc_dst","amount":{amount},"currency":"INR"}}'
+    )
+    response = httpx.post(
+        f"{base_url}/v1/webhooks/transactions",
+        content=raw,
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code in (202, 409), response.text
+
+
+def wait_for_status(base_url: str, transaction_id: str, status: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = httpx.get(f"{base_url}/v1/transactions/{transaction_id}").json()[0]["status"]
+        if found == status:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{transaction_id} did not become {status}")
+
+
+def test_console_shows_a_posted_transaction_and_replays_a_failed_one(
+    server: PayhookProcess,
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base = server.base_url
+    post(base, HEALTHY)
+    post(base, "txn_browser_conflict")
+    post(base, "txn_browser_conflict", amount="9")
+    post(base, FAILING)
+    wait_for_status(base, FAILING, "FAILED")
+    wait_for_status(base, HEALTHY, "PROCESSED")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{base}/console")
+            page.fill("input[name=token]", TOKEN)
+            page.click("button[type=submit]")
+            expect(page.locator("#recent")).to_contain_text(HEALTHY)
+            expect(page.locator("#conflicts")).to_contain_text("txn_browser_conflict")
+            expect(page.locator("[data-count=FAILED]")).to_have_text("1")
+            page.wait_for_timeout(2500)  # let the charts poll and draw once
+            page.screenshot(path=str(ARTIFACTS / "console-dashboard.png"), full_page=True)
+
+            (Path(server.env["PAYHOOK_TEST_FAIL_FLAG"])).unlink()
+            page.locator(f"#failed button[data-replay='{FAILING}']").click()
+            status = page.locator("#status")
+            expect(status).to_have_text("PROCESSING")
+            page.screenshot(path=str(ARTIFACTS / "console-replayed.png"), full_page=True)
+            for _ in range(50):
+                page.reload()
+                if status.inner_text() == "PROCESSED":
+                    break
+                page.wait_for_timeout(200)
+            expect(status).to_have_text("PROCESSED")
+            expect(page.locator("table.timeline")).to_contain_text("Operator: retry")
+            page.screenshot(path=str(ARTIFACTS / "console-timeline.png"), full_page=True)
+        finally:
+            browser.close()

@@ -1,0 +1,163 @@
+"""Operator API through the real ASGI app, on SQLite and PostgreSQL: auth, listing, timelines."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.support.operator_app import (
+    ADMIN,
+    TOKEN,
+    add_failed_attempt,
+    app_client,
+    make_failed,
+    operator_settings,
+    post,
+    set_due,
+)
+
+pytestmark = pytest.mark.anyio
+
+OPERATOR_ROUTES = [
+    ("GET", "/v1/transactions"),
+    ("GET", "/v1/transactions/t-1/timeline"),
+    ("POST", "/v1/transactions/t-1/retry"),
+    ("POST", "/v1/transactions/retry"),
+    ("GET", "/metrics"),
+    ("GET", "/console"),
+    ("GET", "/console/api/stats"),
+]
+
+
+async def test_without_admin_token_operator_routes_do_not_exist(tmp_path: Path) -> None:
+    settings = operator_settings(f"sqlite:///{tmp_path}/a.db", admin_token=None)
+    async with app_client(settings) as client:
+        assert (await post(client, "t-1")).status_code == 202
+        for method, path in OPERATOR_ROUTES:
+            response = await client.request(method, path, headers=ADMIN, json={})
+            assert response.status_code == 404, (method, path, response.text)
+            assert "t-1" not in response.text
+
+
+async def test_wrong_or_missing_token_gets_401_and_the_contract_stays_open(
+    tmp_path: Path,
+) -> None:
+    async with app_client(operator_settings(f"sqlite:///{tmp_path}/a.db")) as client:
+        assert (await post(client, "t-1")).status_code == 202
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            for method, path in OPERATOR_ROUTES[:5]:
+                response = await client.request(method, path, headers=headers, json={})
+                assert response.status_code == 401, (method, path, headers)
+                assert response.headers["www-authenticate"].startswith("Bearer")
+        assert (await client.get("/v1/transactions/t-1")).status_code == 200
+        assert (await client.get("/")).status_code == 200
+        listed = await client.get("/v1/transactions", headers=ADMIN)
+        assert [t["transaction_id"] for t in listed.json()["items"]] == ["t-1"]
+
+
+async def test_pages_run_newest_first_without_gaps_or_repeats(database_url: str) -> None:
+    async with app_client(operator_settings(database_url)) as client:
+        ids = [f"page-{n}" for n in range(7)]
+        for transaction_id in ids:
+            assert (await post(client, transaction_id)).status_code == 202
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"limit": "3", **({"cursor": cursor} if cursor else {})}
+            page = (await client.get("/v1/transactions", params=params, headers=ADMIN)).json()
+            seen += [item["transaction_id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == list(reversed(ids))
+        bad = await client.get("/v1/transactions", params={"cursor": "nope"}, headers=ADMIN)
+        assert bad.status_code == 400
+
+
+async def test_filters(database_url: str) -> None:
+    settings = operator_settings(database_url)
+    async with app_client(settings) as client:
+        await post(client, "f-usd", currency="USD", source_account="acc_rich")
+        await post(client, "f-inr")
+        await post(client, "f-conflict")
+        assert (await post(client, "f-conflict", amount="9")).status_code == 409
+        await post(client, "f-failed")
+        await make_failed(settings, "f-failed")
+        await set_due(settings, "f-inr", datetime.now(UTC) - timedelta(hours=1))
+
+        async def ids(**params: str) -> set[str]:
+            response = await client.get("/v1/transactions", params=params, headers=ADMIN)
+            assert response.status_code == 200, response.text
+            return {item["transaction_id"] for item in response.json()["items"]}
+
+        assert await ids(status="FAILED") == {"f-failed"}
+        assert await ids(currency="USD") == {"f-usd"}
+        assert await ids(account="acc_rich") == {"f-usd"}
+        assert await ids(conflicted="true") == {"f-conflict"}
+        assert await ids(late="true") == {"f-inr"}
+        assert await ids(q="f-c") == {"f-conflict"}
+        assert await ids(created_after="2100-01-01T00:00:00Z") == set()
+        assert len(await ids(conflicted="false")) == 3
+
+
+async def test_timeline_shows_deliveries_attempts_and_operator_actions(database_url: str) -> None:
+    settings = operator_settings(database_url)
+    async with app_client(settings) as client:
+        await post(client, "tl-1")
+        await post(client, "tl-1")
+        await post(client, "tl-1", amount="1")
+        await add_failed_attempt(settings, "tl-1", "boom")
+        await make_failed(settings, "tl-1")
+        retried = await client.post(
+            "/v1/transactions/tl-1/retry", json={"reason": "provider fixed"}, headers=ADMIN
+        )
+        assert retried.json() == {"retried": 1, "transaction_ids": ["tl-1"]}
+        timeline = await client.get("/v1/transactions/tl-1/timeline?raw=true", headers=ADMIN)
+        events = timeline.json()["events"]
+        kinds = [(e["kind"], e["outcome"] or e["action"]) for e in events]
+        assert kinds == [
+            ("delivery", "accepted"),
+            ("delivery", "duplicate"),
+            ("delivery", "conflict"),
+            ("attempt", "failed"),
+            ("operator_action", "retry"),
+        ]
+        assert {e["signature"] for e in events[:3]} == {"none"}
+        assert '"amount":1,' in events[2]["raw_body"]
+        assert events[3]["error"] == "boom"
+        action = events[4]
+        assert (action["actor"], action["reason"]) == ("alice", "provider fixed")
+        assert action["detail"] == {"previous_attempts": 4, "last_error": "boom"}
+        assert timeline.json()["transaction"]["status"] == "PROCESSING"
+        missing = await client.get("/v1/transactions/nope/timeline", headers=ADMIN)
+        assert missing.status_code == 404
+
+
+async def test_only_failed_ones_are_replayed_and_concurrent_replays_count_once(
+    database_url: str,
+) -> None:
+    settings = operator_settings(database_url)
+    async with app_client(settings) as client:
+        for transaction_id in ("b-1", "b-2", "b-3", "b-ok"):
+            await post(client, transaction_id)
+        await make_failed(settings, "b-1", "b-2", "b-3")
+        not_failed = await client.post("/v1/transactions/b-ok/retry", headers=ADMIN)
+        assert (not_failed.status_code, not_failed.json()["status"]) == (409, "PROCESSING")
+        assert (await client.post("/v1/transactions/nope/retry", headers=ADMIN)).status_code == 404
+        bulk = {"filter": {"q": "b-"}, "reason": "outage over"}
+        answers = await asyncio.gather(
+            *(client.post("/v1/transactions/retry", json=bulk, headers=ADMIN) for _ in range(3))
+        )
+        assert sum(a.json()["retried"] for a in answers) == 3
+        listed = await client.get("/v1/transactions", params={"q": "b-"}, headers=ADMIN)
+        assert {t["status"] for t in listed.json()["items"]} == {"PROCESSING"}
+        assert {t["attempts"] for t in listed.json()["items"]} == {0}
+        by_ids = {"ids": ["b-ok"], "limit": 5}
+        none = await client.post("/v1/transactions/retry", json=by_ids, headers=ADMIN)
+        assert none.json() == {"retried": 0, "transaction_ids": []}
+        too_many = {"limit": 10_001}
+        big = await client.post("/v1/transactions/retry", json=too_many, headers=ADMIN)
+        assert big.status_code == 422

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import click
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from payhook.cli import _age
+from payhook.errors import InvalidRequest
+from payhook.observability.metrics import DatabaseSnapshot, Metrics
+from payhook.operators.service import decode_cursor, encode_cursor
+from payhook.transactions.models import DeliveryOutcome
+from payhook.transactions.repository import ClaimedTransaction, Outcome
+
+
+def test_cursors_round_trip_and_strangers_are_refused() -> None:
+    position = (datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), "txn/é 1")
+    assert decode_cursor(encode_cursor(position)) == position
+    for bad in ("", "!!!", "bm9wZQ", encode_cursor((datetime(2026, 1, 1), "x")).upper()):
+        with pytest.raises(InvalidRequest):
+            decode_cursor(bad)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [("90d", timedelta(days=90)), ("36h", timedelta(hours=36))]
+)
+def test_retention_ages(given: str, expected: timedelta) -> None:
+    assert _age(click.Context(click.Command("x")), click.Option(["--x"]), given) == expected
+
+
+@pytest.mark.parametrize("bad", ["90", "d", "-1d", "1w", "1.5d"])
+def test_bad_retention_ages_are_refused(bad: str) -> None:
+    with pytest.raises(click.BadParameter):
+        _age(click.Context(click.Command("x")), click.Option(["--x"]), bad)
+
+
+def claimed(due_at: datetime) -> ClaimedTransaction:
+    return ClaimedTransaction("t", "a", "b", Decimal(1), "INR", due_at, due_at, 1, "token", due_at)
+
+
+def test_metrics_count_outcomes_and_lateness() -> None:
+    metrics = Metrics()
+    due = datetime.now(UTC)
+    metrics.delivery(DeliveryOutcome.ACCEPTED)
+    metrics.rejected(422)
+    metrics.attempt(Outcome(claimed(due), due + timedelta(seconds=3)))
+    metrics.attempt(Outcome(claimed(due), due, error="boom"))
+    text = metrics.render(DatabaseSnapshot({"FAILED": 2}, 1, 4.5, {})).decode()
+    values = {
+        (s.name, tuple(s.labels.values())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert values[("payhook_deliveries_total", ("accepted",))] == 1
+    assert values[("payhook_deliveries_total", ("conflict",))] == 0
+    assert values[("payhook_deliveries_rejected_total", ("422",))] == 1
+    assert values[("payhook_lateness_seconds_sum", ())] == 3
+    assert values[("payhook_transactions_failed_total", ())] == 1
+    assert values[("payhook_transactions", ("FAILED",))] == 2
+    assert values[("payhook_oldest_due_age_seconds", ())] == 4.5
+    assert metrics.recent.snapshot()["ingest_per_second"][-1] in (0, 1)
