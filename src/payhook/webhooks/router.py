@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 from fastapi import APIRouter, Request, Response
 from simplejson import dumps
@@ -16,7 +14,7 @@ from payhook.errors import (
 )
 from payhook.runtime import RuntimeDep
 from payhook.transactions.models import DeliveryOutcome
-from payhook.transactions.schemas import Acknowledgement, Problem
+from payhook.transactions.schemas import Acknowledgement, problem_response
 from payhook.webhooks.payload import parse_transaction
 
 MAX_BODY_BYTES = 64 * 1024
@@ -26,13 +24,6 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
-    }
-
-
 @router.post(
     "/v1/webhooks/transactions",
     status_code=202,
@@ -40,13 +31,13 @@ def _problem(description: str) -> dict[str, Any]:
     response_model=Acknowledgement,
     responses={
         202: {"description": "Committed (new) or already stored (duplicate: nothing changed)."},
-        400: _problem("The body is not valid JSON."),
-        401: _problem("The signature is missing, wrong or outside the tolerance; nothing stored."),
-        409: _problem("The id is stored with different content; this delivery was recorded."),
-        413: _problem(f"The body is larger than {MAX_BODY_BYTES} bytes."),
-        415: _problem("The Content-Type is not JSON."),
-        422: _problem("A field is missing or invalid; the message names it."),
-        503: _problem("Storage is unavailable; nothing was stored. Retry after Retry-After."),
+        400: problem_response("The body is not valid JSON."),
+        401: problem_response("Signature missing, wrong or outside the tolerance; nothing stored."),
+        409: problem_response("The id is stored with other content; this delivery was recorded."),
+        413: problem_response(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+        415: problem_response("The Content-Type is not JSON."),
+        422: problem_response("A field is missing or invalid; the message names it."),
+        503: problem_response("Storage unavailable; nothing stored. Retry after Retry-After."),
     },
     openapi_extra={
         "requestBody": {
