@@ -14,7 +14,7 @@ router = APIRouter(tags=["transactions"])
 
 
 @router.get(
-    "/v1/transactions/{transaction_id}",
+    "/v1/transactions/{transaction_id:path}",
     summary="Show one transaction",
     response_model=list[TransactionOut],
     responses={
