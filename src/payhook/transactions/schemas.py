@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
@@ -17,8 +18,13 @@ MAX_INTEGER_DIGITS = 20
 MAX_FRACTION_DIGITS = 18
 
 
+# Bidirectional formatting characters let an id display as another one ("Trojan Source").
+BIDI_CONTROLS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
+
+
 def _no_control_characters(value: str) -> str:
-    if any(unicodedata.category(char) == "Cc" for char in value):
+    if any(unicodedata.category(char) == "Cc" for char in value) or _BIDI.search(value):
         raise ValueError("must not contain control characters")
     return value
 
@@ -67,8 +73,8 @@ Identifier = Annotated[
         min_length=1,
         max_length=255,
         strict=True,
-        # Unicode category Cc, which the validator below refuses, as a published pattern.
-        json_schema_extra={"pattern": r"^[^\u0000-\u001f\u007f-\u009f]*$"},
+        # What the validator below refuses (category Cc, bidi controls), as a published pattern.
+        json_schema_extra={"pattern": rf"^[^\u0000-\u001f\u007f-\u009f{BIDI_CONTROLS}]*$"},
     ),
     AfterValidator(_no_control_characters),
 ]
