@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     web_concurrency: int = Field(1, ge=1)
+    # A request's head, then its body, must arrive within these: a sender trickling bytes
+    # (slowloris) cannot hold a connection or a worker for longer.
+    request_head_timeout_seconds: PositiveSeconds = 10.0
+    request_body_timeout_seconds: PositiveSeconds = 10.0
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
 

@@ -4,6 +4,7 @@ PayhookError                 base: a status code, a title and a detail
 ├── InvalidRequest           400  the body is not JSON payhook can read
 ├── SignatureInvalid         401  the webhook signature is missing, wrong or stale
 ├── NotFound                 404  no such transaction
+├── RequestTimeout           408  the body did not arrive in time
 ├── TransactionConflict      409  same transaction_id, different content
 ├── PayloadTooLarge          413  body over the limit
 ├── UnsupportedMediaType     415  body is not application/json
@@ -60,6 +61,15 @@ class NotFound(PayhookError):
     title = "Not found"
 
 
+class RequestTimeout(PayhookError):
+    status_code = 408
+    title = "Request timeout"
+
+    def headers(self) -> dict[str, str]:
+        # The rest of the body may still be on its way: end the connection, do not wait for it.
+        return {"Connection": "close"}
+
+
 class TransactionConflict(PayhookError):
     status_code = 409
     title = "Transaction conflict"
@@ -68,6 +78,10 @@ class TransactionConflict(PayhookError):
 class PayloadTooLarge(PayhookError):
     status_code = 413
     title = "Payload too large"
+
+    def headers(self) -> dict[str, str]:
+        # Up to megabytes may follow: end the connection rather than read and discard them.
+        return {"Connection": "close"}
 
 
 class UnsupportedMediaType(PayhookError):

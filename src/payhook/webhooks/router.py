@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from fastapi import APIRouter, Request, Response
 from simplejson import dumps
 
 from payhook.errors import (
     PayloadTooLarge,
+    RequestTimeout,
     SignatureInvalid,
     TransactionConflict,
     UnsupportedMediaType,
@@ -33,6 +36,7 @@ router = APIRouter(tags=["webhooks"])
         202: {"description": "Committed (new) or already stored (duplicate: nothing changed)."},
         400: problem_response("The body is not valid JSON."),
         401: problem_response("Signature missing, wrong or outside the tolerance; nothing stored."),
+        408: problem_response("The body did not arrive within the time allowed; nothing stored."),
         409: problem_response("The id is stored with other content; this delivery was recorded."),
         413: problem_response(f"The body is larger than {MAX_BODY_BYTES} bytes."),
         415: problem_response("The Content-Type is not JSON."),
@@ -50,7 +54,7 @@ router = APIRouter(tags=["webhooks"])
 )
 async def receive_transaction(request: Request, runtime: RuntimeDep) -> Response:
     """Verify the signature, store the transaction durably, then acknowledge it."""
-    raw = await _read_json_body(request)
+    raw = await _read_json_body(request, runtime.settings.request_body_timeout_seconds)
     try:
         # Before parsing: nothing an unauthenticated sender wrote reaches the JSON parser.
         runtime.verifier.verify(request.headers, raw)
@@ -80,12 +84,20 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def _read_json_body(request: Request) -> bytes:
+async def _read_json_body(request: Request, timeout_seconds: float) -> bytes:
     if not _is_json(request.headers.get("content-type", "")):
         raise UnsupportedMediaType("Send the transaction as application/json.")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The body must be at most {MAX_BODY_BYTES} bytes.")
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            return await _read_limited(request)
+    except TimeoutError:
+        raise RequestTimeout(f"The body did not arrive within {timeout_seconds:g} s.") from None
+
+
+async def _read_limited(request: Request) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

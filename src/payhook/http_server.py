@@ -1,0 +1,62 @@
+"""The HTTP protocol `payhook serve` runs: uvicorn's httptools protocol with a head deadline.
+
+uvicorn times out idle keep-alive connections only after a response; a connection that never
+finishes sending a request head (slowloris, or simply connecting and waiting) is held open
+forever. Here each request head must arrive within REQUEST_HEAD_TIMEOUT_SECONDS of the
+connection opening or of the previous response; the body has its own deadline in the router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from payhook.config import Settings
+
+
+@cache
+def _head_timeout_seconds() -> float:
+    # uvicorn builds protocols itself (in each worker process), so the setting is read here.
+    return Settings().request_head_timeout_seconds
+
+
+class HeadDeadlineProtocol(HttpToolsProtocol):
+    """Closes a connection whose next request head has not fully arrived in time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_head_deadline()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
+
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        self._head_deadline = self.loop.call_later(_head_timeout_seconds(), self._head_overdue)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_overdue(self) -> None:
+        # A pipelined request already being served is not waiting for its head.
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
