@@ -26,6 +26,7 @@ from payhook.transactions import router as transactions_router
 from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 from payhook.webhooks import router as webhooks_router
+from payhook.webhooks.allowlist import ClientAllowlist, parse_networks
 from payhook.webhooks.ingest import STORAGE_ERRORS, Ingestor
 from payhook.webhooks.signatures import verifier_from_settings
 
@@ -78,7 +79,7 @@ def _lifespan(settings: Settings, run_executor: bool) -> Any:
 
 
 def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
-    """Engine, repository, ingest path, signature verifier and (optionally) the executor."""
+    """Engine, repository, ingest path, address filter, signature verifier, maybe the executor."""
     verifier = verifier_from_settings(settings)
     engine = create_engine(settings)
     repository = TransactionRepository(engine)
@@ -91,7 +92,10 @@ def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
         max_batch=settings.ingest_max_batch,
         on_stored=scheduler.notify_due if scheduler else None,
     )
-    return Runtime(settings, engine, repository, ingestor, scheduler, verifier)
+    allowlist = ClientAllowlist(
+        parse_networks(settings.webhook_allowed_ips), parse_networks(settings.trusted_proxies)
+    )
+    return Runtime(settings, engine, repository, ingestor, scheduler, verifier, allowlist)
 
 
 def _runner(settings: Settings, repository: TransactionRepository) -> Runner:

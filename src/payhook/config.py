@@ -6,8 +6,10 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from payhook.webhooks.allowlist import parse_networks
 
 
 class Environment(StrEnum):
@@ -85,11 +87,24 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_tolerance_seconds: int = Field(300, ge=1)
     allow_unsigned_webhooks: bool = False
+    # Comma-separated CIDR lists. Empty WEBHOOK_ALLOWED_IPS lets every address post webhooks;
+    # X-Forwarded-For is believed only from a peer in TRUSTED_PROXIES.
+    webhook_allowed_ips: str = ""
+    trusted_proxies: str = ""
 
     @field_validator("log_level")
     @classmethod
     def _upper_level(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("webhook_allowed_ips", "trusted_proxies")
+    @classmethod
+    def _cidr_list(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            parse_networks(value)
+        except ValueError as exc:
+            raise ValueError(f"{str(info.field_name).upper()}: {exc}") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -3,6 +3,7 @@
 PayhookError                 base: a status code, a title and a detail
 ├── InvalidRequest           400  the body is not JSON payhook can read
 ├── SignatureInvalid         401  the webhook signature is missing, wrong or stale
+├── Forbidden                403  the client address may not post webhooks
 ├── NotFound                 404  no such transaction
 ├── RequestTimeout           408  the body did not arrive in time
 ├── TransactionConflict      409  same transaction_id, different content
@@ -54,6 +55,11 @@ class SignatureInvalid(PayhookError):
     def headers(self) -> dict[str, str]:
         # RFC 9110 requires a challenge on every 401; the scheme names what the caller lacks.
         return {"WWW-Authenticate": 'Signature realm="payhook-webhooks"'}
+
+
+class Forbidden(PayhookError):
+    status_code = 403
+    title = "Forbidden"
 
 
 class NotFound(PayhookError):

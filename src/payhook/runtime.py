@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from payhook.config import Settings
 from payhook.processing.scheduler import Scheduler
 from payhook.transactions.repository import TransactionRepository
+from payhook.webhooks.allowlist import ClientAllowlist
 from payhook.webhooks.ingest import Ingestor
 from payhook.webhooks.signatures import Verifier
 
@@ -23,6 +24,7 @@ class Runtime:
     ingestor: Ingestor
     scheduler: Scheduler | None
     verifier: Verifier
+    allowlist: ClientAllowlist
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Request, Response
 from simplejson import dumps
 
 from payhook.errors import (
+    Forbidden,
     PayloadTooLarge,
     RequestTimeout,
     SignatureInvalid,
     TransactionConflict,
     UnsupportedMediaType,
 )
-from payhook.runtime import RuntimeDep
+from payhook.runtime import Runtime, RuntimeDep
 from payhook.transactions.models import DeliveryOutcome
 from payhook.transactions.schemas import Acknowledgement, problem_response
 from payhook.webhooks.payload import parse_transaction
@@ -36,6 +37,7 @@ router = APIRouter(tags=["webhooks"])
         202: {"description": "Committed (new) or already stored (duplicate: nothing changed)."},
         400: problem_response("The body is not valid JSON."),
         401: problem_response("Signature missing, wrong or outside the tolerance; nothing stored."),
+        403: problem_response("The client address is not in WEBHOOK_ALLOWED_IPS; nothing stored."),
         408: problem_response("The body did not arrive within the time allowed; nothing stored."),
         409: problem_response("The id is stored with other content; this delivery was recorded."),
         413: problem_response(f"The body is larger than {MAX_BODY_BYTES} bytes."),
@@ -54,6 +56,7 @@ router = APIRouter(tags=["webhooks"])
 )
 async def receive_transaction(request: Request, runtime: RuntimeDep) -> Response:
     """Verify the signature, store the transaction durably, then acknowledge it."""
+    _check_client(request, runtime)
     raw = await _read_json_body(request, runtime.settings.request_body_timeout_seconds)
     try:
         # Before parsing: nothing an unauthenticated sender wrote reaches the JSON parser.
@@ -75,6 +78,16 @@ async def receive_transaction(request: Request, runtime: RuntimeDep) -> Response
         "duplicate": result.outcome is DeliveryOutcome.DUPLICATE,
     }
     return Response(dumps(body), status_code=202, media_type="application/json")
+
+
+def _check_client(request: Request, runtime: Runtime) -> None:
+    # First of all: a sender outside the allowlist learns nothing about the body it sent.
+    peer = request.client.host if request.client else None
+    forwarded_for = request.headers.getlist("x-forwarded-for")
+    if not runtime.allowlist.permits(peer, forwarded_for):
+        client = runtime.allowlist.client_address(peer, forwarded_for)
+        log.warning("webhook.client_refused", client=str(client), peer=peer)
+        raise Forbidden("This address may not post webhooks.")
 
 
 def _is_json(content_type: str) -> bool:
