@@ -1,9 +1,11 @@
 """The HTTP protocol `payhook serve` runs: uvicorn's httptools protocol with a head deadline.
 
-uvicorn times out idle keep-alive connections only after a response; a connection that never
-finishes sending a request head (slowloris, or simply connecting and waiting) is held open
-forever. Here each request head must arrive within REQUEST_HEAD_TIMEOUT_SECONDS of the
-connection opening or of the previous response; the body has its own deadline in the router.
+uvicorn times out idle keep-alive connections only after a response, and stops that timer at
+the first byte of the next request; a connection that never finishes sending a request head
+(slowloris, or simply connecting and waiting) is held open forever. Here a request head must
+be complete within REQUEST_HEAD_TIMEOUT_SECONDS of the connection opening, or of its first byte
+on a kept-alive connection (whose idle time stays uvicorn's keep-alive timeout). The body has
+its own deadline in the router.
 """
 
 from __future__ import annotations
@@ -34,14 +36,14 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._arm_head_deadline()
 
+    def data_received(self, data: bytes) -> None:
+        if self._head_deadline is None and self._between_requests():
+            self._arm_head_deadline()
+        super().data_received(data)
+
     def on_headers_complete(self) -> None:
         self._disarm_head_deadline()
         super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_head_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_deadline()
@@ -56,7 +58,11 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
             self._head_deadline.cancel()
             self._head_deadline = None
 
+    def _between_requests(self) -> bool:
+        # While a request is served, its body arrives: that is the router's deadline.
+        return self.cycle is None or self.cycle.response_complete
+
     def _head_overdue(self) -> None:
-        # A pipelined request already being served is not waiting for its head.
-        if self.cycle is None or self.cycle.response_complete:
+        self._head_deadline = None
+        if self._between_requests():
             self.transport.close()

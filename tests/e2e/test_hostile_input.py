@@ -308,6 +308,46 @@ def test_slow_headers_are_cut_off(server: PayhookProcess) -> None:
     assert_unharmed(server)
 
 
+def get_on(sock: socket.socket) -> bytes:
+    """One keep-alive GET / on an open connection; its whole answer, head and body."""
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    sock.settimeout(5)
+    answer = b""
+    while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _length(answer):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {answer!r}"
+        answer += chunk
+    return answer
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def test_a_kept_alive_connection_may_idle_longer_than_the_head_deadline(
+    server: PayhookProcess,
+) -> None:
+    # Idle time between requests is the keep-alive timeout's business (75 s), not the head's.
+    with connect(server) as sock:
+        assert get_on(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(TIMEOUT + 0.5)
+        assert get_on(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_slow_head_on_a_kept_alive_connection_is_cut_off(server: PayhookProcess) -> None:
+    with connect(server) as sock:
+        assert get_on(sock).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        send_all(sock, [b"X-Slow: a\r\n"] * int(TIMEOUT * 4 + 4), pause=0.25)
+        assert read_answer(sock) == b""
+    assert time.monotonic() - started < TIMEOUT + 4
+
+
 def test_idle_connections_are_closed_and_do_not_block_others(server: PayhookProcess) -> None:
     sockets = [connect(server) for _ in range(200)]
     try:
