@@ -31,6 +31,7 @@ from payhook.transactions import router as transactions_router
 from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 from payhook.webhooks import router as webhooks_router
+from payhook.webhooks.allowlist import ClientAllowlist, parse_networks
 from payhook.webhooks.ingest import Ingestor
 from payhook.webhooks.signatures import verifier_from_settings
 
@@ -85,7 +86,7 @@ def _lifespan(settings: Settings, run_executor: bool) -> Any:
 
 
 def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
-    """Engine, repositories, ingest path, verifier, metrics and (optionally) the executor."""
+    """Engine, repositories, ingest path, address filter, verifier, metrics, maybe the executor."""
     verifier = verifier_from_settings(settings)
     engine = create_engine(settings)
     repository = TransactionRepository(engine)
@@ -102,7 +103,12 @@ def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
         on_stored=scheduler.notify_due if scheduler else None,
         signature=settings.webhook_signature_scheme.value,
     )
-    return Runtime(settings, engine, repository, ingestor, scheduler, verifier, metrics, operators)
+    allowlist = ClientAllowlist(
+        parse_networks(settings.webhook_allowed_ips), parse_networks(settings.trusted_proxies)
+    )
+    return Runtime(
+        settings, engine, repository, ingestor, scheduler, verifier, allowlist, metrics, operators
+    )
 
 
 def _runner(settings: Settings, repository: TransactionRepository, metrics: Metrics) -> Runner:

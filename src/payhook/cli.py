@@ -22,6 +22,7 @@ from simplejson import dumps
 from payhook.app import build_runtime
 from payhook.config import Settings, SignatureScheme
 from payhook.db import create_engine
+from payhook.http_server import HeadDeadlineProtocol
 from payhook.observability.logging import configure_logging
 from payhook.operators.repository import Action, OperatorRepository
 from payhook.schema import is_current, upgrade
@@ -55,8 +56,10 @@ def serve() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.web_concurrency,
+        http=HeadDeadlineProtocol,
         log_config=None,
         access_log=False,
+        # Above the usual 60 s idle timeout of load balancers, so they close connections first.
         timeout_keep_alive=75,
         timeout_graceful_shutdown=15,
     )

@@ -6,8 +6,10 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from payhook.webhooks.allowlist import parse_networks
 
 
 class Environment(StrEnum):
@@ -53,6 +55,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     web_concurrency: int = Field(1, ge=1)
+    # A request's head, then its body, must arrive within these: a sender trickling bytes
+    # (slowloris) cannot hold a connection or a worker for longer.
+    request_head_timeout_seconds: PositiveSeconds = 10.0
+    request_body_timeout_seconds: PositiveSeconds = 10.0
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
 
@@ -81,6 +87,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_tolerance_seconds: int = Field(300, ge=1)
     allow_unsigned_webhooks: bool = False
+    # Comma-separated CIDR lists. Empty WEBHOOK_ALLOWED_IPS lets every address post webhooks;
+    # X-Forwarded-For is believed only from a peer in TRUSTED_PROXIES.
+    webhook_allowed_ips: str = ""
+    trusted_proxies: str = ""
 
     # Operator endpoints (listing, replay, /metrics, the console) exist only when this is set.
     admin_token: SecretStr | None = None
@@ -89,6 +99,15 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("webhook_allowed_ips", "trusted_proxies")
+    @classmethod
+    def _cidr_list(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            parse_networks(value)
+        except ValueError as exc:
+            raise ValueError(f"{str(info.field_name).upper()}: {exc}") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

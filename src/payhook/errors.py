@@ -4,8 +4,10 @@ PayhookError                 base: a status code, a title and a detail
 ├── InvalidRequest           400  the body is not JSON payhook can read
 ├── SignatureInvalid         401  the webhook signature is missing, wrong or stale
 ├── AdminAuthRequired        401  an operator endpoint without the right ADMIN_TOKEN
-├── Forbidden                403  a console form posted from another origin or without its token
+├── Forbidden                403  the client address may not post webhooks, or a console form
+│                                 came from another origin or without its token
 ├── NotFound                 404  no such transaction (or operator endpoints are not enabled)
+├── RequestTimeout           408  the body did not arrive in time
 ├── TransactionConflict      409  same transaction_id, different content
 ├── NotReplayable            409  a replay of a transaction that is not FAILED
 ├── PayloadTooLarge          413  body over the limit
@@ -76,6 +78,15 @@ class NotFound(PayhookError):
     title = "Not found"
 
 
+class RequestTimeout(PayhookError):
+    status_code = 408
+    title = "Request timeout"
+
+    def headers(self) -> dict[str, str]:
+        # The rest of the body may still be on its way: end the connection, do not wait for it.
+        return {"Connection": "close"}
+
+
 class TransactionConflict(PayhookError):
     status_code = 409
     title = "Transaction conflict"
@@ -89,6 +100,10 @@ class NotReplayable(PayhookError):
 class PayloadTooLarge(PayhookError):
     status_code = 413
     title = "Payload too large"
+
+    def headers(self) -> dict[str, str]:
+        # Up to megabytes may follow: end the connection rather than read and discard them.
+        return {"Connection": "close"}
 
 
 class UnsupportedMediaType(PayhookError):

@@ -14,7 +14,7 @@ from payhook.db import STORAGE_ERRORS
 from payhook.errors import ServiceUnavailable
 from payhook.runtime import RuntimeDep
 from payhook.timefmt import isoformat_z
-from payhook.transactions.schemas import Health
+from payhook.transactions.schemas import Health, problem_response
 
 router = APIRouter(tags=["health"])
 
@@ -29,7 +29,7 @@ async def health() -> Response:
 @router.get(
     "/health/ready",
     summary="Readiness: the database (and Redis, when configured) answer",
-    responses={503: {"description": "The database or Redis does not answer."}},
+    responses={503: problem_response("The database or Redis does not answer.")},
 )
 async def ready(runtime: RuntimeDep) -> dict[str, str]:
     """200 when every dependency answers, 503 naming the one that does not."""

@@ -12,6 +12,7 @@ from payhook.config import Settings
 from payhook.observability.metrics import Metrics
 from payhook.processing.scheduler import Scheduler
 from payhook.transactions.repository import TransactionRepository
+from payhook.webhooks.allowlist import ClientAllowlist
 from payhook.webhooks.ingest import Ingestor
 from payhook.webhooks.signatures import Verifier
 
@@ -27,6 +28,7 @@ class Runtime:
     ingestor: Ingestor
     scheduler: Scheduler | None
     verifier: Verifier
+    allowlist: ClientAllowlist
     metrics: Metrics
     operators: OperatorService
 

@@ -8,21 +8,21 @@ from simplejson import dumps
 from payhook.errors import NotFound
 from payhook.runtime import RepositoryDep
 from payhook.timefmt import isoformat_z
-from payhook.transactions.schemas import Problem, TransactionOut
+from payhook.transactions.schemas import TransactionOut, problem_response
 
 router = APIRouter(tags=["transactions"])
 
 
 @router.get(
-    "/v1/transactions/{transaction_id}",
+    "/v1/transactions/{transaction_id:path}",
     summary="Show one transaction",
     response_model=list[TransactionOut],
     responses={
         200: {"description": "A list holding the one transaction."},
-        404: {
-            "description": "No transaction has this id.",
-            "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
-        },
+        404: problem_response("No transaction has this id."),
+        # FastAPI would document its own JSON shape; the app answers every 422 as problem+json.
+        422: problem_response("The path is not a transaction id."),
+        503: problem_response("Storage is unavailable. Retry after Retry-After."),
     },
 )
 async def get_transaction(transaction_id: str, repository: RepositoryDep) -> Response:

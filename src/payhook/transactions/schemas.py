@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
@@ -17,8 +18,13 @@ MAX_INTEGER_DIGITS = 20
 MAX_FRACTION_DIGITS = 18
 
 
+# Bidirectional formatting characters let an id display as another one ("Trojan Source").
+BIDI_CONTROLS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
+
+
 def _no_control_characters(value: str) -> str:
-    if any(unicodedata.category(char) == "Cc" for char in value):
+    if any(unicodedata.category(char) == "Cc" for char in value) or _BIDI.search(value):
         raise ValueError("must not contain control characters")
     return value
 
@@ -50,6 +56,11 @@ def known_currencies() -> frozenset[str]:
     return frozenset(currency.alpha_3 for currency in pycountry.currencies)
 
 
+def _list_known_currencies(schema: dict[str, Any]) -> None:
+    # Published as an enum so clients (and schema fuzzers) know which codes are accepted.
+    schema["enum"] = sorted(known_currencies())
+
+
 def _known_currency(value: str) -> str:
     if value not in known_currencies():
         raise ValueError("must be a known ISO 4217 currency code, such as USD or INR")
@@ -58,18 +69,40 @@ def _known_currency(value: str) -> str:
 
 Identifier = Annotated[
     str,
-    Field(min_length=1, max_length=255, strict=True),
+    Field(
+        min_length=1,
+        max_length=255,
+        strict=True,
+        # What the validator below refuses (category Cc, bidi controls), as a published pattern.
+        json_schema_extra={"pattern": rf"^[^\u0000-\u001f\u007f-\u009f{BIDI_CONTROLS}]*$"},
+    ),
     AfterValidator(_no_control_characters),
 ]
 Amount = Annotated[
     Decimal,
     BeforeValidator(_json_number),
     AfterValidator(_exact_amount),
-    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "examples": [1500, 150.5]}),
+    # multipleOf 1e-18 is as close as JSON Schema gets to "at most 18 fraction digits".
+    WithJsonSchema(
+        {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "exclusiveMaximum": 10**MAX_INTEGER_DIGITS,
+            "multipleOf": 10.0**-MAX_FRACTION_DIGITS,
+            "examples": [1500, 150.5],
+        }
+    ),
 ]
 Currency = Annotated[
     str,
-    Field(min_length=3, max_length=3, pattern="^[A-Z]{3}$", strict=True, examples=["INR"]),
+    Field(
+        min_length=3,
+        max_length=3,
+        pattern="^[A-Z]{3}$",
+        strict=True,
+        examples=["INR"],
+        json_schema_extra=_list_known_currencies,
+    ),
     AfterValidator(_known_currency),
 ]
 
@@ -142,3 +175,11 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
+
+
+def problem_response(description: str) -> dict[str, Any]:
+    """An OpenAPI `responses` entry for an error answered as problem+json."""
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
+    }

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
 
 import structlog
 from fastapi import APIRouter, Request, Response
 from simplejson import dumps
 
 from payhook.errors import (
+    Forbidden,
     PayloadTooLarge,
+    RequestTimeout,
     SignatureInvalid,
     TransactionConflict,
     UnsupportedMediaType,
 )
 from payhook.runtime import Runtime, RuntimeDep
 from payhook.transactions.models import DeliveryOutcome
-from payhook.transactions.schemas import Acknowledgement, Problem
+from payhook.transactions.schemas import Acknowledgement, problem_response
 from payhook.webhooks.payload import parse_transaction
 
 MAX_BODY_BYTES = 64 * 1024
@@ -27,13 +29,6 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
-    }
-
-
 @router.post(
     WEBHOOK_PATH,
     status_code=202,
@@ -41,13 +36,15 @@ def _problem(description: str) -> dict[str, Any]:
     response_model=Acknowledgement,
     responses={
         202: {"description": "Committed (new) or already stored (duplicate: nothing changed)."},
-        400: _problem("The body is not valid JSON."),
-        401: _problem("The signature is missing, wrong or outside the tolerance; nothing stored."),
-        409: _problem("The id is stored with different content; this delivery was recorded."),
-        413: _problem(f"The body is larger than {MAX_BODY_BYTES} bytes."),
-        415: _problem("The Content-Type is not JSON."),
-        422: _problem("A field is missing or invalid; the message names it."),
-        503: _problem("Storage is unavailable; nothing was stored. Retry after Retry-After."),
+        400: problem_response("The body is not valid JSON."),
+        401: problem_response("Signature missing, wrong or outside the tolerance; nothing stored."),
+        403: problem_response("The client address is not in WEBHOOK_ALLOWED_IPS; nothing stored."),
+        408: problem_response("The body did not arrive within the time allowed; nothing stored."),
+        409: problem_response("The id is stored with other content; this delivery was recorded."),
+        413: problem_response(f"The body is larger than {MAX_BODY_BYTES} bytes."),
+        415: problem_response("The Content-Type is not JSON."),
+        422: problem_response("A field is missing or invalid; the message names it."),
+        503: problem_response("Storage unavailable; nothing stored. Retry after Retry-After."),
     },
     openapi_extra={
         "requestBody": {
@@ -66,7 +63,8 @@ async def receive_transaction(request: Request, runtime: RuntimeDep) -> Response
 
 
 async def _receive(request: Request, runtime: Runtime) -> Response:
-    raw = await _read_json_body(request)
+    _check_client(request, runtime)
+    raw = await _read_json_body(request, runtime.settings.request_body_timeout_seconds)
     try:
         # Before parsing: nothing an unauthenticated sender wrote reaches the JSON parser.
         runtime.verifier.verify(request.headers, raw)
@@ -90,6 +88,16 @@ async def _receive(request: Request, runtime: Runtime) -> Response:
     return Response(dumps(body), status_code=202, media_type="application/json")
 
 
+def _check_client(request: Request, runtime: Runtime) -> None:
+    # First of all: a sender outside the allowlist learns nothing about the body it sent.
+    peer = request.client.host if request.client else None
+    forwarded_for = request.headers.getlist("x-forwarded-for")
+    if not runtime.allowlist.permits(peer, forwarded_for):
+        client = runtime.allowlist.client_address(peer, forwarded_for)
+        log.warning("webhook.client_refused", client=str(client), peer=peer)
+        raise Forbidden("This address may not post webhooks.")
+
+
 def _is_json(content_type: str) -> bool:
     media_type = content_type.partition(";")[0].strip().lower()
     return media_type == "application/json" or (
@@ -97,12 +105,20 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def _read_json_body(request: Request) -> bytes:
+async def _read_json_body(request: Request, timeout_seconds: float) -> bytes:
     if not _is_json(request.headers.get("content-type", "")):
         raise UnsupportedMediaType("Send the transaction as application/json.")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The body must be at most {MAX_BODY_BYTES} bytes.")
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            return await _read_limited(request)
+    except TimeoutError:
+        raise RequestTimeout(f"The body did not arrive within {timeout_seconds:g} s.") from None
+
+
+async def _read_limited(request: Request) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
