@@ -50,8 +50,10 @@ def create_app(settings: Settings | None = None, *, run_executor: bool = True) -
     )
     app.include_router(health.router)
     app.include_router(webhooks_router.router)
-    app.include_router(transactions_router.router)
+    # Operator routes first: `/v1/transactions/{id}` takes slashes in ids and would swallow
+    # `/v1/transactions/{id}/timeline`.
     app.include_router(operators_router.router)
+    app.include_router(transactions_router.router)
     app.include_router(console_router.router)
     _install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
