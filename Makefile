@@ -30,3 +30,7 @@ lock:  ## Re-resolve the locked dependencies (needs uv).
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+
+bench: $(STAMP)  ## Speed targets against a ceiling measured in the same run (several minutes).
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

@@ -1,8 +1,15 @@
 -- POST a transaction with a unique id on every request (per-thread prefix + counter).
--- DUPLICATE_EVERY=n makes every n-th request a re-delivery of an earlier id.
+-- Environment: DUPLICATE_EVERY=n makes every n-th request a re-delivery of the previous id;
+-- COUNT=n stops sending after n answers (one thread; wrk itself runs on until -d, so the caller
+-- ends it); RATE=r paces the connections to about
+-- r requests/s in total (CONNECTIONS must then be the -c value).
 local counter = 0
 local prefix = tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
 local dup_every = tonumber(os.getenv("DUPLICATE_EVERY") or "0")
+local count = tonumber(os.getenv("COUNT") or "0")
+local rate = tonumber(os.getenv("RATE") or "0")
+local connections = tonumber(os.getenv("CONNECTIONS") or "1")
+local sent = 0
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -10,7 +17,7 @@ wrk.headers["Content-Type"] = "application/json"
 request = function()
   counter = counter + 1
   local n = counter
-  if dup_every > 0 and counter % dup_every == 0 and counter > 1 then
+  if dup_every > 0 and counter % dup_every == 0 then
     n = counter - 1
   end
   local body = string.format(
@@ -19,8 +26,27 @@ request = function()
   return wrk.format(nil, "/v1/webhooks/transactions", nil, body)
 end
 
+if rate > 0 then
+  delay = function()
+    return math.floor(1000 * connections / rate)
+  end
+end
+
 response = function(status, headers, body)
+  sent = sent + 1
   if status ~= 202 then
     io.stderr:write("unexpected status " .. status .. "\n")
   end
+  if count > 0 and sent >= count then
+    wrk.thread:stop()
+  end
+end
+
+done = function(summary, latency, requests)
+  for _, p in ipairs({50, 75, 90, 95, 99, 99.9, 100}) do
+    io.write(string.format("PERCENTILE %g %d\n", p, latency:percentile(p)))
+  end
+  io.write(string.format("REQUESTS %d ERRORS %d\n", summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write +
+    summary.errors.status + summary.errors.timeout))
 end

@@ -16,7 +16,7 @@ from payhook import __version__, health
 from payhook.config import Settings, SignatureScheme
 from payhook.console import router as console_router
 from payhook.db import STORAGE_ERRORS, create_engine
-from payhook.errors import PayhookError, ServiceUnavailable, ValidationFailed
+from payhook.errors import PayhookError, ServiceUnavailable, ValidationFailed, render_problem
 from payhook.observability.logging import RequestIdMiddleware, configure_logging
 from payhook.observability.metrics import Metrics
 from payhook.operators import router as operators_router
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, run_executor: bool = True) -
     app.include_router(transactions_router.router)
     app.include_router(console_router.router)
     _install_error_handlers(app)
+    app.add_middleware(webhooks_router.WebhookFastPath)
     app.add_middleware(RequestIdMiddleware)
     _document_request_body(app)
     return app
@@ -129,33 +130,14 @@ def _executor_name(settings: Settings, runtime: Runtime) -> str:
     return "celery" if settings.uses_celery else "embedded"
 
 
-def _problem_response(error: PayhookError) -> Response:
-    return Response(
-        dumps(error.problem()),
-        status_code=error.status_code,
-        media_type="application/problem+json",
-        headers=error.headers(),
-    )
-
-
-def _count_rejection(request: Request, status_code: int) -> None:
-    """Webhook deliveries refused before storage, by status (a 409 is counted as a conflict)."""
-    if request.url.path == webhooks_router.WEBHOOK_PATH and status_code != 409:
-        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
-        if runtime is not None:
-            runtime.metrics.rejected(status_code)
-
-
 def _install_error_handlers(app: FastAPI) -> None:
-    async def on_payhook_error(request: Request, exc: Exception) -> Response:
+    async def on_payhook_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, PayhookError)
-        _count_rejection(request, exc.status_code)
-        return _problem_response(exc)
+        return render_problem(exc)
 
-    async def on_storage_error(request: Request, exc: Exception) -> Response:
+    async def on_storage_error(_: Request, exc: Exception) -> Response:
         log.warning("storage.unavailable", error=type(exc).__name__)
-        _count_rejection(request, ServiceUnavailable.status_code)
-        return _problem_response(ServiceUnavailable("Storage is unavailable. Retry later."))
+        return render_problem(ServiceUnavailable("Storage is unavailable. Retry later."))
 
     async def on_validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -163,7 +145,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return _problem_response(ValidationFailed(detail, errors=errors))
+        return render_problem(ValidationFailed(detail, errors=errors))
 
     async def on_http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from simplejson import dumps
+from starlette.responses import Response
+
 
 class PayhookError(Exception):
     """Root of every error payhook turns into an HTTP answer."""
@@ -123,3 +126,13 @@ class ServiceUnavailable(PayhookError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_seconds)}
+
+
+def render_problem(error: PayhookError) -> Response:
+    """The problem+json response for `error`, with its headers (Retry-After, WWW-Authenticate)."""
+    return Response(
+        dumps(error.problem()),
+        status_code=error.status_code,
+        media_type="application/problem+json",
+        headers=error.headers(),
+    )

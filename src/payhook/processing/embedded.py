@@ -1,7 +1,9 @@
-"""The embedded runner: steps run as tasks in this process, outcomes are group-committed.
+"""The embedded runner: each claimed batch runs as one task in this process.
 
 Waiting for the delay costs nothing: a pending transaction is only a row with a due time, and a
-slot is taken only while its step runs.
+slot is taken only while its step runs. A batch's steps run concurrently and its outcomes are
+written in one database transaction, so a burst of due rows costs a few statements per batch,
+not per row.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from payhook.batching import GroupCommitter
 from payhook.config import Settings
 from payhook.processing.processor import Processor, record_until_lease_lapses
 from payhook.transactions.repository import ClaimedTransaction, Outcome, TransactionRepository
@@ -33,48 +34,46 @@ class EmbeddedRunner:
         settings: Settings,
         on_recorded: Callable[[Outcome], None] | None = None,
     ) -> None:
+        self._repository = repository
         self._processor = processor
-        self._on_recorded = on_recorded
         self._settings = settings
-        self._running: set[asyncio.Task[None]] = set()
-        self._recorder: GroupCommitter[Outcome, bool] = GroupCommitter(
-            repository.record_outcomes, max_batch=settings.executor_batch_size, name="outcomes"
-        )
+        self._on_recorded = on_recorded
+        self._batches: dict[asyncio.Task[None], int] = {}
 
     def start(self) -> None:
-        self._recorder.start()
+        return None
+
+    @property
+    def _in_flight(self) -> int:
+        return sum(self._batches.values())
 
     async def capacity(self) -> int:
-        """Free slots; waits for one when all are taken."""
-        if len(self._running) >= self._settings.executor_concurrency:
-            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
-        return self._settings.executor_concurrency - len(self._running)
+        """Free slots; waits for a batch to finish when all are taken."""
+        while self._in_flight >= self._settings.executor_concurrency:
+            await asyncio.wait(self._batches, return_when=asyncio.FIRST_COMPLETED)
+        return self._settings.executor_concurrency - self._in_flight
 
     async def run(self, claimed: Sequence[ClaimedTransaction]) -> None:
-        for item in claimed:
-            task = asyncio.create_task(self._process(item))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+        task = asyncio.create_task(self._process(claimed))
+        self._batches[task] = len(claimed)
+        task.add_done_callback(self._batches.pop)
 
     async def stop(self) -> None:
         """Give running steps a grace period; unfinished ones are left to their leases."""
-        if self._running:
-            _, unfinished = await asyncio.wait(self._running, timeout=STOP_GRACE_SECONDS)
+        if self._batches:
+            _, unfinished = await asyncio.wait(self._batches, timeout=STOP_GRACE_SECONDS)
             for task in unfinished:
                 task.cancel()
-        await self._recorder.stop()
 
-    async def _process(self, claimed: ClaimedTransaction) -> None:
-        outcome = await self._processor.run(claimed)
-        await self._record(outcome)
-
-    async def _record(self, outcome: Outcome) -> None:
+    async def _process(self, claimed: Sequence[ClaimedTransaction]) -> None:
+        outcomes = await asyncio.gather(*(self._processor.run(item) for item in claimed))
         applied = await record_until_lease_lapses(
-            lambda: self._recorder.submit(outcome),
-            outcome.claimed.claimed_at,
+            lambda: self._repository.record_outcomes(outcomes),
+            claimed[0].claimed_at,
             self._settings.lease_seconds,
         )
-        if applied is False:
-            log.warning("executor.claim_lost", transaction_id=outcome.claimed.transaction_id)
-        elif applied and self._on_recorded is not None:
-            self._on_recorded(outcome)
+        for outcome, ok in zip(outcomes, applied or [], strict=False):
+            if not ok:
+                log.warning("executor.claim_lost", transaction_id=outcome.claimed.transaction_id)
+            elif self._on_recorded is not None:
+                self._on_recorded(outcome)

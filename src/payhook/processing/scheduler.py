@@ -56,6 +56,7 @@ class Scheduler:
         self._settings = settings
         self._wake = asyncio.Event()
         self._planned_wake: datetime | None = None
+        self._backlog = False  # the last claim came back full: more is due, no need to ask
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -92,18 +93,20 @@ class Scheduler:
 
     async def _claim_and_run(self) -> int:
         now = datetime.now(UTC)
-        next_due = await self._repository.next_due_at(now)
-        if next_due is None or next_due > now:
-            self._planned_wake = next_due
-            return 0
+        if not self._backlog:
+            next_due = await self._repository.next_due_at(now)
+            if next_due is None or next_due > now:
+                self._planned_wake = next_due
+                return 0
         self._planned_wake = None
-        capacity = await self._runner.capacity()
+        limit = min(await self._runner.capacity(), self._settings.executor_batch_size)
         claimed = await self._repository.claim_due(
-            now,
-            limit=min(capacity, self._settings.executor_batch_size),
+            datetime.now(UTC),
+            limit=limit,
             lease_seconds=self._settings.lease_seconds,
             token=str(uuid.uuid4()),
         )
+        self._backlog = len(claimed) == limit
         if claimed:
             await self._runner.run(claimed)
         return len(claimed)

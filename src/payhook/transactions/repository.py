@@ -238,11 +238,13 @@ class TransactionRepository:
 
     async def _mark_processed(self, conn: AsyncConnection, done: Sequence[Outcome]) -> set[str]:
         applied: set[str] = set()
-        by_token: dict[tuple[str, datetime], list[str]] = {}
+        by_token: dict[str, list[Outcome]] = {}
         for outcome in done:
-            key = (outcome.claimed.claim_token, outcome.finished_at)
-            by_token.setdefault(key, []).append(outcome.claimed.transaction_id)
-        for (token, finished_at), ids in by_token.items():
+            by_token.setdefault(outcome.claimed.claim_token, []).append(outcome)
+        for token, outcomes in by_token.items():
+            # One statement per claim: processed_at is when the claim's last step finished.
+            ids = [o.claimed.transaction_id for o in outcomes]
+            finished_at = max(o.finished_at for o in outcomes)
             result = await conn.execute(
                 update(t)
                 .where(t.c.transaction_id.in_(ids), t.c.claim_token == token, t.c.status == PENDING)

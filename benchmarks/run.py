@@ -1,0 +1,504 @@
+"""`make bench`: payhook's speed targets, measured against a ceiling taken in the same run.
+
+Starts a throwaway PostgreSQL (fsync on) and Redis, then runs, printing progress as it goes:
+ingest scenarios under wrk (64 connections, 10 s, unique ids) as ratios to a FastAPI no-op with
+the same request model; a burst of 10,000 transactions with a 5 s delay on the embedded and the
+Celery executor; 1,000 transactions/s for 60 s with a 30 s delay (resident memory sampled);
+and ingest rate and lateness as the table grows to 1,000,000 rows. Writes a table to stdout,
+and `benchmarks/results/latest.json` and `latest.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sqlalchemy import text
+from tests.support.processes import PAYHOOK, REPO_ROOT, PayhookProcess
+from tests.support.services import PostgresServer, RedisServer, free_port, wait_for_port
+
+from payhook.config import Settings
+from payhook.db import create_engine
+from payhook.schema import upgrade
+
+WRK_SCRIPT = Path(__file__).parent / "wrk" / "unique_post.lua"
+RESULTS = Path(__file__).parent / "results"
+CONNECTIONS = 64
+
+
+@dataclass
+class IngestResult:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    percentiles_ms: dict[str, float] = field(default_factory=dict)
+    ratio: float | None = None
+
+
+@dataclass
+class LatenessResult:
+    name: str
+    count: int
+    p50_s: float
+    p99_s: float
+    max_s: float
+    histogram: list[float] = field(default_factory=list)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    rss_series_mb: list[float] = field(default_factory=list)
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def wrk(url: str, seconds: int, **env: str) -> IngestResult:
+    """Run wrk with the project's Lua script and read its figures."""
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(WRK_SCRIPT), url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=seconds + 120,
+        check=True,
+    )
+    figures: dict[str, float] = {}
+    errors, rps = 0, 0.0
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if line.startswith("PERCENTILE"):
+            figures[parts[1]] = int(parts[2]) / 1000
+        elif line.startswith("REQUESTS"):
+            errors = int(parts[3])
+        elif line.startswith("Requests/sec:"):
+            rps = float(parts[1])
+    return IngestResult("", rps, figures["50"], figures["99"], errors, figures)
+
+
+@contextmanager
+def server(command: list[str], port: int, log: Path, env: dict[str, str]) -> Iterator[int]:
+    """Any HTTP server process, up until the block ends; yields its pid."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for_port(port, timeout=60)
+        time.sleep(0.5)
+        yield process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """Resident memory of a process and its children, per process, in MB."""
+    found = {}
+    for candidate in [pid, *_children(pid)]:
+        try:
+            status = Path(f"/proc/{candidate}/status").read_text()
+        except OSError:
+            continue
+        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        found[str(candidate)] = kb / 1024
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text_ = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    kids = [int(child) for child in text_.split()]
+    return kids + [grandchild for kid in kids for grandchild in _children(kid)]
+
+
+class Bench:
+    def __init__(self, work: Path, postgres: PostgresServer, redis: RedisServer) -> None:
+        self.work = work
+        self.postgres = postgres
+        self.redis = redis
+        self.ingest: list[IngestResult] = []
+        self.lateness: list[LatenessResult] = []
+        self.growth: list[dict[str, float]] = []
+
+    def fresh_database(self, name: str) -> str:
+        self.postgres.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.postgres.psql(f"CREATE DATABASE {name}")
+        url = self.postgres.url_for(name)
+        asyncio.run(upgrade(Settings(database_url=url)))
+        return url
+
+    def payhook_env(self, url: str, **extra: str) -> dict[str, str]:
+        return {"DATABASE_URL": url, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json", **extra}
+
+    # ---- ingest -------------------------------------------------------------------------
+    def measure(
+        self, name: str, command: list[str], port: int, env: dict[str, str], **wrk_env: str
+    ) -> IngestResult:
+        say(f"ingest: {name}")
+        with server(command, port, self.work / f"{name}.log", env):
+            wrk(f"http://127.0.0.1:{port}", 2, **wrk_env)  # warm-up
+            result = wrk(f"http://127.0.0.1:{port}", 10, **wrk_env)
+        result.name = name
+        self.ingest.append(result)
+        say(f"  {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms")
+        return result
+
+    def run_ingest(self) -> None:
+        port = free_port()
+        ceiling = self.measure(
+            "ceiling: FastAPI no-op",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "benchmarks.noop_app:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            port,
+            {},
+        )
+        scenarios = [
+            ("PostgreSQL, unique ids", "pg1", {}, {}),
+            ("PostgreSQL, 50% re-deliveries", "pg2", {}, {"DUPLICATE_EVERY": "2"}),
+            ("PostgreSQL, WEB_CONCURRENCY=2", "pg3", {"WEB_CONCURRENCY": "2"}, {}),
+        ]
+        for name, database, extra, wrk_env in scenarios:
+            url = self.fresh_database(database)
+            port = free_port()
+            env = self.payhook_env(url, PORT=str(port), PROCESSING_DELAY_SECONDS="3600", **extra)
+            self.measure(name, [str(PAYHOOK), "serve"], port, env, **wrk_env)
+        sqlite_url = f"sqlite:///{self.work / 'bench.db'}"
+        port = free_port()
+        env = self.payhook_env(sqlite_url, PORT=str(port), PROCESSING_DELAY_SECONDS="3600")
+        self.measure("SQLite (embedded default)", [str(PAYHOOK), "serve"], port, env)
+        for result in self.ingest:
+            result.ratio = result.rps / ceiling.rps
+
+    # ---- lateness -----------------------------------------------------------------------
+    def run_burst(self, executor: str) -> None:
+        name = f"burst 10,000 at 5 s delay, {executor}"
+        say(name)
+        url = self.fresh_database(f"burst_{executor}")
+        port = free_port()
+        env = self.payhook_env(url, PORT=str(port), PROCESSING_DELAY_SECONDS="5")
+        processes = []
+        if executor == "celery":
+            env["REDIS_URL"] = self.redis.url
+            worker_env = {**env, "LOG_LEVEL": "INFO"}  # its "ready." line is logged at INFO
+            worker = PayhookProcess.worker(worker_env, self.work, "burst-worker").start()
+            processes.append(worker)
+        try:
+            with server([str(PAYHOOK), "serve"], port, self.work / f"{name}.log", env) as pid:
+                self.send_count(f"http://127.0.0.1:{port}", url, 10_000)
+                peak = self.wait_processed(url, 10_000, pid, timeout=60)
+        finally:
+            for process in processes:
+                process.stop()
+        self.lateness.append(self.lateness_of(name, url, 5.0, peak))
+
+    def send_count(self, base_url: str, url: str, count: int) -> None:
+        """wrk at full speed until `count` transactions are stored (wrk cannot stop by count)."""
+        load = subprocess.Popen(
+            ["wrk", "-t1", f"-c{CONNECTIONS}", "-d60s", "-s", str(WRK_SCRIPT), base_url],
+            env={**os.environ, "COUNT": str(count)},
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while asyncio.run(_counts(url))[1] < count and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            load.terminate()
+            load.wait(timeout=10)
+
+    def run_sustained(self) -> None:
+        name = "1,000/s for 60 s at 30 s delay, embedded"
+        say(f"{name} (about 100 s)")
+        url = self.fresh_database("sustained")
+        port = free_port()
+        env = self.payhook_env(url, PORT=str(port), PROCESSING_DELAY_SECONDS="30")
+        with server([str(PAYHOOK), "serve"], port, self.work / "sustained.log", env) as pid:
+            load = subprocess.Popen(
+                ["wrk", "-t1", "-c50", "-d60s", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}"],
+                env={**os.environ, "RATE": "1000", "CONNECTIONS": "50"},
+                stdout=subprocess.DEVNULL,
+            )
+            series = []
+            while load.poll() is None:
+                series.append(sum(rss_mb(pid).values()))
+                time.sleep(5)
+            peak = self.wait_processed(url, None, pid, timeout=60)
+        result = self.lateness_of(name, url, 30.0, peak)
+        result.rss_series_mb = series
+        self.lateness.append(result)
+
+    def wait_processed(
+        self, url: str, expected: int | None, pid: int, timeout: float
+    ) -> dict[str, float]:
+        """Wait until nothing is pending; return the peak RSS seen per process."""
+        deadline = time.monotonic() + timeout
+        peak: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            for key, value in rss_mb(pid).items():
+                peak[key] = max(peak.get(key, 0.0), value)
+            pending, total = asyncio.run(_counts(url))
+            if pending == 0 and total >= (expected or 1):
+                return peak
+            time.sleep(0.5)
+        raise TimeoutError(f"still pending after {timeout}s")
+
+    def lateness_of(
+        self, name: str, url: str, delay: float, peak: dict[str, float]
+    ) -> LatenessResult:
+        values = asyncio.run(_lateness(url, delay))
+        values.sort()
+        result = LatenessResult(
+            name,
+            len(values),
+            values[len(values) // 2],
+            values[int(0.99 * (len(values) - 1))],
+            values[-1],
+            values[:: max(1, len(values) // 2000)],
+            {f"pid {k}": round(v, 1) for k, v in peak.items()},
+        )
+        say(
+            f"  {result.count:,} processed; lateness p50 {result.p50_s:.3f} s, "
+            f"p99 {result.p99_s:.3f} s, max {result.max_s:.3f} s; peak RSS {result.peak_rss_mb}"
+        )
+        return result
+
+    # ---- growth -------------------------------------------------------------------------
+    def run_growth(self, levels: list[int]) -> None:
+        say("growth: ingest and lateness as the table fills to 1,000,000 rows")
+        url = self.fresh_database("growth")
+        filled = 0
+        for level in levels:
+            if level > filled:
+                say(f"  filling to {level:,} rows")
+                self.postgres.psql(_fill_sql(filled, level), database="growth")
+                self.postgres.psql("VACUUM ANALYZE", database="growth")
+                filled = level
+            port = free_port()
+            env = self.payhook_env(url, PORT=str(port), PROCESSING_DELAY_SECONDS="2")
+            with server([str(PAYHOOK), "serve"], port, self.work / "growth.log", env) as pid:
+                ingest = wrk(f"http://127.0.0.1:{port}", 5)
+                self.wait_processed(url, None, pid, timeout=60)
+            lateness = asyncio.run(_lateness(url, 2.0))
+            lateness.sort()
+            point = {
+                "rows": level,
+                "rps": ingest.rps,
+                "p99_ms": ingest.p99_ms,
+                "lateness_p99_s": lateness[int(0.99 * (len(lateness) - 1))],
+            }
+            asyncio.run(_mark_measured(url))
+            self.growth.append(point)
+            say(
+                f"  {level:>9,} rows: {ingest.rps:,.0f} req/s, p99 {ingest.p99_ms:.1f} ms, "
+                f"lateness p99 {point['lateness_p99_s']:.3f} s"
+            )
+
+
+def _fill_sql(start: int, stop: int) -> str:
+    """Processed transactions and their deliveries, as the table would hold after months."""
+    series = f"generate_series({start + 1:d}, {stop:d}) AS g"
+    return (
+        "INSERT INTO transactions (transaction_id, source_account, destination_account, amount,"
+        " currency, status, created_at, due_at, processed_at, attempts) "
+        "SELECT 'fill-' || g, 'acc_src', 'acc_dst', 1500, 'INR', 'PROCESSED', "
+        "now() - interval '1 day', now() - interval '1 day', now() - interval '1 day', 1 "
+        f"FROM {series}; "
+        "INSERT INTO deliveries (transaction_id, received_at, outcome, raw_body, signature) "
+        f"SELECT 'fill-' || g, now() - interval '1 day', 'accepted', '{{}}'::bytea, 'none' "
+        f"FROM {series};"
+    )
+
+
+async def _counts(url: str) -> tuple[int, int]:
+    engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FILTER (WHERE status = 'PROCESSING'), count(*) "
+                        "FROM transactions WHERE transaction_id NOT LIKE 'fill-%'"
+                    )
+                )
+            ).one()
+            return int(row[0]), int(row[1])
+    finally:
+        await engine.dispose()
+
+
+async def _lateness(url: str, delay: float) -> list[float]:
+    engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT extract(epoch FROM processed_at - created_at) FROM transactions "
+                    "WHERE status = 'PROCESSED' AND transaction_id LIKE 'wrk-%'"
+                )
+            )
+            return [float(row[0]) - delay for row in rows]
+    finally:
+        await engine.dispose()
+
+
+async def _mark_measured(url: str) -> None:
+    """Rename measured rows so the next growth point measures only its own."""
+    engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("SET session_replication_role = replica"))
+            await conn.execute(
+                text(
+                    "UPDATE deliveries SET transaction_id = 'done-' || transaction_id "
+                    "WHERE transaction_id LIKE 'wrk-%'"
+                )
+            )
+            await conn.execute(
+                text(
+                    "UPDATE transactions SET transaction_id = 'done-' || transaction_id "
+                    "WHERE transaction_id LIKE 'wrk-%'"
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+# ---- report -------------------------------------------------------------------------------
+TARGETS = {
+    "ingest ratio (PostgreSQL, 1 process)": ">= 0.60 of the ceiling, p99 <= 25 ms, no errors",
+    "burst": "lateness p99 <= 0.5 s, max <= 2 s",
+    "sustained": "lateness p99 <= 1 s, RSS <= 300 MB per process and flat",
+}
+
+
+def report(bench: Bench, out: Path) -> None:
+    print("\nIngest (wrk, 1 thread, 64 connections, 10 s):")
+    print(f"{'scenario':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6}")
+    for r in bench.ingest:
+        print(
+            f"{r.name:38} {r.rps:9,.0f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} {r.errors:7d} "
+            f"{r.ratio or 0:6.2f}"
+        )
+    print("\nProcessing lateness (processed_at - created_at - delay):")
+    print(f"{'scenario':44} {'count':>7} {'p50 s':>7} {'p99 s':>7} {'max s':>7}  peak RSS MB")
+    for lt in bench.lateness:
+        rss = ", ".join(f"{v:.0f}" for v in lt.peak_rss_mb.values())
+        print(f"{lt.name:44} {lt.count:7,} {lt.p50_s:7.3f} {lt.p99_s:7.3f} {lt.max_s:7.3f}  {rss}")
+        if lt.rss_series_mb:
+            print(f"{'':44} RSS every 5 s: {[round(v) for v in lt.rss_series_mb]}")
+    if bench.growth:
+        print("\nGrowth (PostgreSQL, embedded):")
+        for point in bench.growth:
+            rows, rps, p99 = point["rows"], point["rps"], point["p99_ms"]
+            lateness = point["lateness_p99_s"]
+            print(f"{rows:>10,} rows: {rps:8,.0f} req/s  p99 {p99:6.1f} ms", end="")
+            print(f"  lateness p99 {lateness:.3f} s")
+    print("\nTargets:", json.dumps(TARGETS, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    document = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "ingest": [asdict(r) for r in bench.ingest],
+        "lateness": [asdict(r) for r in bench.lateness],
+        "growth": bench.growth,
+        "targets": TARGETS,
+    }
+    (out / "latest.json").write_text(json.dumps(document, indent=1))
+    chart(bench, out / "latest.png")
+    say(f"wrote {out / 'latest.json'} and {out / 'latest.png'}")
+
+
+def chart(bench: Bench, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 5))
+    for r in bench.ingest:
+        points = sorted((float(p), ms) for p, ms in r.percentiles_ms.items())
+        left.plot([p for p, _ in points], [ms for _, ms in points], marker="o", label=r.name)
+    left.set(title="POST latency percentiles (wrk)", xlabel="percentile", ylabel="ms")
+    left.set_yscale("log")
+    left.legend(fontsize=7)
+    for lt in bench.lateness:
+        middle.hist(lt.histogram, bins=40, alpha=0.5, label=lt.name)
+    middle.set(title="Lateness distribution", xlabel="seconds after due", ylabel="samples")
+    middle.legend(fontsize=7)
+    if bench.growth:
+        rows = [p["rows"] / 1000 for p in bench.growth]
+        right.plot(rows, [p["rps"] for p in bench.growth], marker="o", label="req/s")
+        right.set(title="Cost as the table grows", xlabel="stored rows (thousands)", ylabel="req/s")
+        twin = right.twinx()
+        twin.plot(rows, [p["lateness_p99_s"] for p in bench.growth], "r--o", label="lateness p99")
+        twin.set_ylabel("lateness p99 (s)")
+        right.set_ylim(bottom=0)
+        twin.set_ylim(bottom=0)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller growth curve")
+    parser.add_argument("--only", choices=["ingest", "burst", "sustained", "growth"])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk); `make bench` installs it")
+    work = Path(tempfile.mkdtemp(prefix="payhook-bench-"))
+    pg_root = Path(tempfile.mkdtemp(prefix="payhook-bench-pg-"))
+    postgres = PostgresServer.create(pg_root, fsync=True)
+    redis = RedisServer.create()
+    postgres.start()
+    redis.start()
+    bench = Bench(work, postgres, redis)
+    try:
+        if args.only in (None, "ingest"):
+            bench.run_ingest()
+        if args.only in (None, "burst"):
+            bench.run_burst("embedded")
+            bench.run_burst("celery")
+        if args.only in (None, "sustained"):
+            bench.run_sustained()
+        if args.only in (None, "growth"):
+            levels = [0, 100_000] if args.quick else [0, 250_000, 500_000, 1_000_000]
+            bench.run_growth(levels)
+        report(bench, args.out)
+    finally:
+        redis.stop()
+        postgres.stop()
+        shutil.rmtree(pg_root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
