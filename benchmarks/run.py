@@ -190,6 +190,14 @@ class Bench:
             port = free_port()
             env = self.payhook_env(url, PORT=str(port), PROCESSING_DELAY_SECONDS="3600", **extra)
             self.measure(name, [str(PAYHOOK), "serve"], port, env, **wrk_env)
+        url = self.fresh_database("pg4")
+        port = free_port()
+        env = self.payhook_env(url, PROCESSING_DELAY_SECONDS="3600")
+        granian = [str(Path(sys.executable).parent / "granian"), "--interface", "asgi"]
+        granian += ["--factory", "--port", str(port), "--log-level", "warning", "--no-ws"]
+        self.measure(
+            "PostgreSQL, unique ids, granian", [*granian, "payhook.app:create_app"], port, env
+        )
         sqlite_url = f"sqlite:///{self.work / 'bench.db'}"
         port = free_port()
         env = self.payhook_env(sqlite_url, PORT=str(port), PROCESSING_DELAY_SECONDS="3600")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, Numeric, String, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,7 +18,14 @@ from payhook.config import Settings
 
 # What a failed database call can look like besides SQLAlchemy's own errors: a dropped socket,
 # a timeout. Callers turn these into a 503 or a retry, never into a lost transaction.
-STORAGE_ERRORS = (SQLAlchemyError, OSError, TimeoutError, ConnectionError)
+STORAGE_ERRORS = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,  # the PostgreSQL ingest path talks to asyncpg directly
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+    ConnectionError,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

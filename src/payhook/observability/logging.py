@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import uuid
@@ -62,6 +63,10 @@ class RequestIdMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # A random prefix per process and a counter: unique, and far cheaper than uuid4 per
+        # request (which reads os.urandom; 5% of the webhook's CPU under load).
+        self._prefix = uuid.uuid4().hex[:12]
+        self._counter = itertools.count(1)
 
     async def __call__(
         self,
@@ -72,7 +77,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = _header(scope, b"x-request-id") or f"{self._prefix}{next(self._counter):08x}"
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
         async def send_with_id(message: Message) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import Row, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from payhook.transactions import postgres
 from payhook.transactions.models import (
     AttemptOutcome,
     DeliveryOutcome,
@@ -89,6 +90,8 @@ class TransactionRepository:
         firsts: dict[str, NewDelivery] = {}
         for item in batch:
             firsts.setdefault(item.transaction.transaction_id, item)
+        if self._engine.dialect.name == "postgresql":
+            return await self._ingest_postgres(batch, firsts)
         async with self._engine.begin() as conn:
             inserted = await self._insert_new(conn, firsts.values())
             stored = await self._stored_content(conn, firsts.keys() - inserted)
@@ -108,6 +111,27 @@ class TransactionRepository:
                     for item, result in zip(batch, results, strict=True)
                 ],
             )
+        return results
+
+    async def _ingest_postgres(
+        self, batch: Sequence[NewDelivery], firsts: dict[str, NewDelivery]
+    ) -> list[IngestResult]:
+        async with self._engine.connect() as conn:
+            try:
+                driver = await postgres.driver_connection(conn)
+                async with driver.transaction():
+                    new = [_transaction_columns(item) for item in firsts.values()]
+                    inserted = await postgres.insert_new(driver, list(zip(*new, strict=True)))
+                    stored = await postgres.stored_content(driver, firsts.keys() - inserted)
+                    for key in inserted:
+                        stored[key] = _content_of(firsts[key])
+                    results = [_judge(item, firsts, inserted, stored) for item in batch]
+                    logged = [_delivery_columns(i, r) for i, r in zip(batch, results, strict=True)]
+                    await postgres.insert_deliveries(driver, list(zip(*logged, strict=True)))
+            except BaseException:
+                # The driver connection bypassed SQLAlchemy's error handling: never pool it again.
+                await conn.invalidate()
+                raise
         return results
 
     async def _insert_new(self, conn: AsyncConnection, items: Iterable[NewDelivery]) -> set[str]:
@@ -317,6 +341,24 @@ def _unleased(now: datetime) -> Any:
 
 def _dialect_insert(engine: AsyncEngine) -> Callable[..., Any]:
     return sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+
+
+def _transaction_columns(item: NewDelivery) -> tuple[object, ...]:
+    transaction = item.transaction
+    return (
+        transaction.transaction_id,
+        transaction.source_account,
+        transaction.destination_account,
+        transaction.amount,
+        transaction.currency,
+        item.received_at,
+        item.due_at,
+    )
+
+
+def _delivery_columns(item: NewDelivery, result: IngestResult) -> tuple[object, ...]:
+    key = item.transaction.transaction_id
+    return (key, item.received_at, result.outcome.value, item.raw_body, item.signature)
 
 
 def _content_of(item: NewDelivery) -> TransactionContent:
