@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from simplejson import dumps
 
@@ -27,11 +28,24 @@ from payhook.operators.schemas import (
 from payhook.operators.service import OperatorService
 from payhook.runtime import RuntimeDep
 from payhook.timefmt import isoformat_z
+from payhook.transactions.schemas import problem_response
 
 router = APIRouter(tags=["operators"])
+# Every error is answered as problem+json (see app.py), FastAPI's own 422 included: documenting
+# 422 here keeps FastAPI from documenting it as application/json.
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or wrong Authorization: Bearer <ADMIN_TOKEN>."},
-    404: {"description": "Not found, or ADMIN_TOKEN is not configured."},
+    401: problem_response("Missing or wrong Authorization: Bearer <ADMIN_TOKEN>."),
+    404: problem_response("Not found, or ADMIN_TOKEN is not configured."),
+    503: problem_response("Storage is unavailable. Retry after Retry-After."),
+}
+# FastAPI answers 400 when a JSON body cannot even be decoded (it is not UTF-8).
+NOT_JSON: dict[int | str, dict[str, Any]] = {
+    400: problem_response("The body cannot be read as JSON."),
+}
+INVALID_INPUT: dict[int | str, dict[str, Any]] = {
+    422: problem_response(
+        "A parameter or a body field is missing or invalid; the message names it."
+    ),
 }
 
 
@@ -47,7 +61,11 @@ OperatorsDep = Annotated[OperatorService, Depends(get_operators)]
     "/v1/transactions",
     summary="List transactions, newest first",
     response_model=TransactionPage,
-    responses=AUTH_RESPONSES,
+    responses={
+        **AUTH_RESPONSES,
+        400: problem_response("The cursor is not one this service issued."),
+        **INVALID_INPUT,
+    },
 )
 async def list_transactions(
     _: AdminDep, operators: OperatorsDep, query: Annotated[ListQuery, Query()]
@@ -60,7 +78,7 @@ async def list_transactions(
     "/v1/transactions/{transaction_id}/timeline",
     summary="Everything that happened to one transaction",
     response_model=Timeline,
-    responses=AUTH_RESPONSES,
+    responses={**AUTH_RESPONSES, **INVALID_INPUT},
 )
 async def timeline(
     transaction_id: str, _: AdminDep, operators: OperatorsDep, raw: bool = False
@@ -73,7 +91,7 @@ async def timeline(
     "/v1/transactions/retry",
     summary="Replay FAILED transactions by filter or ids",
     response_model=RetryOut,
-    responses=AUTH_RESPONSES,
+    responses={**AUTH_RESPONSES, **NOT_JSON, **INVALID_INPUT},
 )
 async def retry_many(body: BulkRetryIn, operator: AdminDep, operators: OperatorsDep) -> Response:
     """Back to PROCESSING, due now, attempts reset; at most `limit` (≤ 10,000) per call."""
@@ -84,7 +102,12 @@ async def retry_many(body: BulkRetryIn, operator: AdminDep, operators: Operators
     "/v1/transactions/{transaction_id}/retry",
     summary="Replay one FAILED transaction",
     response_model=RetryOut,
-    responses={**AUTH_RESPONSES, 409: {"description": "The transaction is not FAILED."}},
+    responses={
+        **AUTH_RESPONSES,
+        409: problem_response("The transaction is not FAILED."),
+        **NOT_JSON,
+        **INVALID_INPUT,
+    },
 )
 async def retry_one(
     transaction_id: str, operator: AdminDep, operators: OperatorsDep, body: RetryIn | None = None
@@ -94,7 +117,13 @@ async def retry_one(
     return json_response(await operators.retry_one(transaction_id, operator, reason))
 
 
-@router.get("/metrics", summary="Prometheus metrics", responses=AUTH_RESPONSES)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    # The Prometheus text format (CONTENT_TYPE: text/plain; version=0.0.4), not JSON.
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Metrics in the Prometheus text format."}, **AUTH_RESPONSES},
+)
 async def metrics(_: AdminDep, runtime: RuntimeDep, operators: OperatorsDep) -> Response:
     """Counters of this process, and gauges of the stored state read now."""
     snapshot = await operators.snapshot(pool_usage(runtime.engine.pool))
