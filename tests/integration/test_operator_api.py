@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from payhook.operators.service import encode_cursor
 from tests.support.operator_app import (
     ADMIN,
     TOKEN,
@@ -161,3 +162,38 @@ async def test_only_failed_ones_are_replayed_and_concurrent_replays_count_once(
         too_many = {"limit": 10_001}
         big = await client.post("/v1/transactions/retry", json=too_many, headers=ADMIN)
         assert big.status_code == 422
+
+
+async def test_input_no_stored_row_could_match_is_refused_not_blamed_on_storage(
+    database_url: str,
+) -> None:
+    """A NUL (PostgreSQL refuses it in text) or an instant outside year 1..9999 in UTC once
+    reached the driver and came back as 503 "storage unavailable": now 422, 400, or a filter."""
+    async with app_client(operator_settings(database_url)) as client:
+        await post(client, "in-range")
+        nul_cursor = encode_cursor((datetime.now(UTC), "x\x00"))
+        early = timezone(timedelta(hours=5))
+        far_cursor = encode_cursor((datetime(1, 1, 1, tzinfo=early), "x"))
+        refused = [
+            ("GET", "/v1/transactions", {"params": {"q": "a\x00"}}, 422),
+            ("GET", "/v1/transactions", {"params": {"account": "a\x00"}}, 422),
+            ("GET", "/v1/transactions", {"params": {"currency": "\x00\x00\x00"}}, 422),
+            ("GET", "/v1/transactions", {"params": {"cursor": nul_cursor}}, 400),
+            ("GET", "/v1/transactions", {"params": {"cursor": far_cursor}}, 400),
+            ("GET", "/v1/transactions/a%00b/timeline", {}, 422),
+            ("POST", "/v1/transactions/a%00b/retry", {}, 422),
+            ("GET", "/v1/transactions/a%00b", {}, 422),
+            ("POST", "/v1/transactions/in-range/retry", {"json": {"reason": "a\x00"}}, 422),
+            ("POST", "/v1/transactions/retry", {"json": {"ids": ["a\x00"]}}, 422),
+            ("POST", "/v1/transactions/retry", {"json": {"filter": {"q": "a\x00"}}}, 422),
+        ]
+        for method, url, options, status in refused:
+            answer = await client.request(method, url, headers=ADMIN, **options)
+            assert answer.status_code == status, (method, url, options, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
+        everything = {
+            "created_after": "0001-01-01T00:00:00+05:00",
+            "created_before": "9999-12-31T23:59:59-05:00",
+        }
+        listed = await client.get("/v1/transactions", params=everything, headers=ADMIN)
+        assert [t["transaction_id"] for t in listed.json()["items"]] == ["in-range"]

@@ -28,6 +28,7 @@ from payhook.operators.schemas import (
 from payhook.operators.service import OperatorService
 from payhook.runtime import RuntimeDep
 from payhook.timefmt import isoformat_z
+from payhook.transactions.router import TransactionIdPath
 from payhook.transactions.schemas import problem_response
 
 router = APIRouter(tags=["operators"])
@@ -81,7 +82,7 @@ async def list_transactions(
     responses={**AUTH_RESPONSES, **INVALID_INPUT},
 )
 async def timeline(
-    transaction_id: str, _: AdminDep, operators: OperatorsDep, raw: bool = False
+    transaction_id: TransactionIdPath, _: AdminDep, operators: OperatorsDep, raw: bool = False
 ) -> Response:
     """Deliveries (with raw bodies when `raw=true`), processing attempts and operator actions."""
     return json_response(await operators.timeline(transaction_id, raw=raw))
@@ -110,7 +111,10 @@ async def retry_many(body: BulkRetryIn, operator: AdminDep, operators: Operators
     },
 )
 async def retry_one(
-    transaction_id: str, operator: AdminDep, operators: OperatorsDep, body: RetryIn | None = None
+    transaction_id: TransactionIdPath,
+    operator: AdminDep,
+    operators: OperatorsDep,
+    body: RetryIn | None = None,
 ) -> Response:
     """Back to PROCESSING, due now, attempts reset; recorded in the audit log."""
     reason = body.reason if body is not None else None
