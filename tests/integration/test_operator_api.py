@@ -197,3 +197,26 @@ async def test_input_no_stored_row_could_match_is_refused_not_blamed_on_storage(
         }
         listed = await client.get("/v1/transactions", params=everything, headers=ADMIN)
         assert [t["transaction_id"] for t in listed.json()["items"]] == ["in-range"]
+
+
+async def test_values_of_the_wrong_type_are_refused_not_coerced(database_url: str) -> None:
+    """Lax parsing took 0.0 for false, "5" for 5, 150.5 for a time and the last of repeated
+    parameters; each is now a 422, while what the document describes is still accepted."""
+    async with app_client(operator_settings(database_url)) as client:
+        for bad in (
+            {"filter": {"late": 0.0}},
+            {"filter": {"conflicted": "true"}},
+            {"filter": {"late_after_seconds": "5"}},
+            {"filter": {"created_after": 1_700_000_000}},
+            {"limit": "5"},
+            {"limit": True},
+        ):
+            answer = await client.post("/v1/transactions/retry", json=bad, headers=ADMIN)
+            assert answer.status_code == 422, bad
+        good = {"filter": {"late": False, "late_after_seconds": 2}, "limit": 300.0}
+        assert (await client.post("/v1/transactions/retry", json=good, headers=ADMIN)).is_success
+        for query in ("late=0", "late=yes", "created_before=150.5", "late=true&late=false"):
+            answer = await client.get(f"/v1/transactions?{query}", headers=ADMIN)
+            assert answer.status_code == 422, query
+        fine = "late=true&created_before=2026-01-31T12:00:00%2B05:30&limit=300"
+        assert (await client.get(f"/v1/transactions?{fine}", headers=ADMIN)).is_success

@@ -6,6 +6,7 @@ is not configured.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from simplejson import dumps
 
+from payhook.errors import ValidationFailed
 from payhook.observability.metrics import CONTENT_TYPE, pool_usage
 from payhook.operators.auth import AdminDep
 from payhook.operators.schemas import (
@@ -69,9 +71,10 @@ OperatorsDep = Annotated[OperatorService, Depends(get_operators)]
     },
 )
 async def list_transactions(
-    _: AdminDep, operators: OperatorsDep, query: Annotated[ListQuery, Query()]
+    request: Request, _: AdminDep, operators: OperatorsDep, query: Annotated[ListQuery, Query()]
 ) -> Response:
     """Filter by status, creation time, account, currency, lateness or conflicts; page by cursor."""
+    _refuse_repeated(request, ListQuery.model_fields)
     return json_response(await operators.page(query))
 
 
@@ -132,6 +135,15 @@ async def metrics(_: AdminDep, runtime: RuntimeDep, operators: OperatorsDep) -> 
     """Counters of this process, and gauges of the stored state read now."""
     snapshot = await operators.snapshot(pool_usage(runtime.engine.pool))
     return Response(runtime.metrics.render(snapshot), media_type=CONTENT_TYPE)
+
+
+def _refuse_repeated(request: Request, names: Iterable[str]) -> None:
+    """Every parameter here takes one value: FastAPI would silently keep the last of several."""
+    repeated = [name for name in names if len(request.query_params.getlist(name)) > 1]
+    if repeated:
+        errors = [{"field": f"query.{name}", "message": "must be given once"} for name in repeated]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise ValidationFailed(detail, errors=errors)
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from payhook.transactions.models import TransactionStatus
 from payhook.transactions.schemas import CONTROL_FREE_PATTERN, Identifier, no_control_characters
@@ -58,8 +67,38 @@ Reason = Annotated[
     Field(max_length=1000, json_schema_extra={"pattern": r"^[^\u0000]*$"}),
     AfterValidator(_no_nul),
 ]
+
+
+def _flag(value: Any) -> Any:
+    # Lax bool parsing takes 0, 1.0, "yes", "off"...: a query says true or false, JSON a boolean.
+    if isinstance(value, bool) or value in ("true", "false"):
+        return value
+    raise ValueError("must be true or false")
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's integer is any number without a fraction (300.0 too); not "300", not true.
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if type(value) is not int:
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+# RFC 3339 date-time, as the document's `format: date-time` says; lax parsing would also take
+# "150.5" as seconds since 1970.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _date_time(value: Any) -> Any:
+    if isinstance(value, str) and not _DATE_TIME.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time, such as 2026-01-31T12:00:00Z")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
 # Converted to UTC here: a driver converting 0001-01-01T00:00+05:00 itself fails mid-query.
-Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_date_time), AfterValidator(_in_utc)]
 
 
 class TransactionFilter(BaseModel):
@@ -72,14 +111,41 @@ class TransactionFilter(BaseModel):
     created_before: Instant | None = Field(None, description="exclusive")
     account: SearchText | None = Field(None, description="source or destination")
     currency: CurrencyCode | None = None
-    late: bool | None = Field(
+    late: Flag | None = Field(
         None,
         description="still PROCESSING more than late_after_seconds past due, "
         "or processed more than late_after_seconds after due",
     )
     late_after_seconds: float = Field(5.0, ge=0, le=86_400)
-    conflicted: bool | None = Field(None, description="has a conflicting delivery")
+    conflicted: Flag | None = Field(None, description="has a conflicting delivery")
     q: SearchText | None = Field(None, description="transaction_id starts with this")
+
+
+class FilterIn(TransactionFilter):
+    """The filter as a JSON body, where every value must have its JSON type.
+
+    Lax parsing, right for query strings, would take "5" for 5, "true" for true or 1700000000
+    for a time here. (`type() in`, not isinstance: a bool is an int, and is not a number here.)
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_types(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, (kinds, kind) in _FILTER_JSON_TYPES.items():
+                value = data.get(name)
+                if value is not None and type(value) not in kinds:
+                    raise ValueError(f"{name} must be a JSON {kind}")
+        return data
+
+
+_FILTER_JSON_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "created_after": ((str,), "string"),
+    "created_before": ((str,), "string"),
+    "late_after_seconds": ((int, float), "number"),
+    "late": ((bool,), "boolean"),
+    "conflicted": ((bool,), "boolean"),
+}
 
 
 class ListQuery(TransactionFilter):
@@ -144,10 +210,10 @@ class BulkRetryIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    filter: TransactionFilter = TransactionFilter()
+    filter: FilterIn = FilterIn()
     ids: list[Identifier] | None = Field(None, max_length=MAX_BULK_RETRY)
     reason: Reason | None = None
-    limit: int = Field(1000, ge=1, le=MAX_BULK_RETRY)
+    limit: Annotated[int, BeforeValidator(_json_integer)] = Field(1000, ge=1, le=MAX_BULK_RETRY)
 
 
 class RetryOut(BaseModel):
