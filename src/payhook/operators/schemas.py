@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -159,7 +160,8 @@ class TransactionSummary(BaseModel):
     transaction_id: str
     source_account: str
     destination_account: str
-    amount: Decimal
+    # Written as the exact JSON number (see router.json_response), not pydantic's string.
+    amount: Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [150.5]})]
     currency: str
     status: TransactionStatus
     created_at: datetime
