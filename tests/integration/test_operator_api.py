@@ -146,7 +146,9 @@ async def test_only_failed_ones_are_replayed_and_concurrent_replays_count_once(
             await post(client, transaction_id)
         await make_failed(settings, "b-1", "b-2", "b-3")
         not_failed = await client.post("/v1/transactions/b-ok/retry", headers=ADMIN)
-        assert (not_failed.status_code, not_failed.json()["status"]) == (409, "PROCESSING")
+        problem = not_failed.json()
+        assert (not_failed.status_code, problem["status"]) == (409, 409)
+        assert problem["transaction_status"] == "PROCESSING"
         assert (await client.post("/v1/transactions/nope/retry", headers=ADMIN)).status_code == 404
         bulk = {"filter": {"q": "b-"}, "reason": "outage over"}
         answers = await asyncio.gather(
@@ -220,3 +222,15 @@ async def test_values_of_the_wrong_type_are_refused_not_coerced(database_url: st
             assert answer.status_code == 422, query
         fine = "late=true&created_before=2026-01-31T12:00:00%2B05:30&limit=300"
         assert (await client.get(f"/v1/transactions?{fine}", headers=ADMIN)).is_success
+
+
+async def test_ids_with_slashes_have_timelines_and_replays(database_url: str) -> None:
+    """Ids may hold slashes (GET /v1/transactions/{id} takes them); the operator routes did not."""
+    settings = operator_settings(database_url)
+    async with app_client(settings) as client:
+        await post(client, "acme/2026/42")
+        await make_failed(settings, "acme/2026/42")
+        timeline = await client.get("/v1/transactions/acme/2026/42/timeline", headers=ADMIN)
+        assert timeline.json()["transaction"]["transaction_id"] == "acme/2026/42"
+        replay = await client.post("/v1/transactions/acme/2026/42/retry", headers=ADMIN)
+        assert replay.json() == {"retried": 1, "transaction_ids": ["acme/2026/42"]}

@@ -79,7 +79,7 @@ async def list_transactions(
 
 
 @router.get(
-    "/v1/transactions/{transaction_id}/timeline",
+    "/v1/transactions/{transaction_id:path}/timeline",
     summary="Everything that happened to one transaction",
     response_model=Timeline,
     responses={**AUTH_RESPONSES, **INVALID_INPUT},
@@ -103,7 +103,7 @@ async def retry_many(body: BulkRetryIn, operator: AdminDep, operators: Operators
 
 
 @router.post(
-    "/v1/transactions/{transaction_id}/retry",
+    "/v1/transactions/{transaction_id:path}/retry",
     summary="Replay one FAILED transaction",
     response_model=RetryOut,
     responses={

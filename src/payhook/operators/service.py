@@ -79,7 +79,8 @@ class OperatorService:
             raise NotReplayable(
                 f"Only FAILED transactions can be replayed; {transaction_id!r} is {status}.",
                 transaction_id=transaction_id,
-                status=status,
+                # Not `status`: in a problem that member is the HTTP status (RFC 9457).
+                transaction_status=status,
             )
         return self._requeued(done, action)
 
