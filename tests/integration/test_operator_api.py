@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from payhook.operators.service import encode_cursor
 from tests.support.operator_app import (
     ADMIN,
     TOKEN,
@@ -145,7 +146,9 @@ async def test_only_failed_ones_are_replayed_and_concurrent_replays_count_once(
             await post(client, transaction_id)
         await make_failed(settings, "b-1", "b-2", "b-3")
         not_failed = await client.post("/v1/transactions/b-ok/retry", headers=ADMIN)
-        assert (not_failed.status_code, not_failed.json()["status"]) == (409, "PROCESSING")
+        problem = not_failed.json()
+        assert (not_failed.status_code, problem["status"]) == (409, 409)
+        assert problem["transaction_status"] == "PROCESSING"
         assert (await client.post("/v1/transactions/nope/retry", headers=ADMIN)).status_code == 404
         bulk = {"filter": {"q": "b-"}, "reason": "outage over"}
         answers = await asyncio.gather(
@@ -161,3 +164,73 @@ async def test_only_failed_ones_are_replayed_and_concurrent_replays_count_once(
         too_many = {"limit": 10_001}
         big = await client.post("/v1/transactions/retry", json=too_many, headers=ADMIN)
         assert big.status_code == 422
+
+
+async def test_input_no_stored_row_could_match_is_refused_not_blamed_on_storage(
+    database_url: str,
+) -> None:
+    """A NUL (PostgreSQL refuses it in text) or an instant outside year 1..9999 in UTC once
+    reached the driver and came back as 503 "storage unavailable": now 422, 400, or a filter."""
+    async with app_client(operator_settings(database_url)) as client:
+        await post(client, "in-range")
+        nul_cursor = encode_cursor((datetime.now(UTC), "x\x00"))
+        early = timezone(timedelta(hours=5))
+        far_cursor = encode_cursor((datetime(1, 1, 1, tzinfo=early), "x"))
+        refused = [
+            ("GET", "/v1/transactions", {"params": {"q": "a\x00"}}, 422),
+            ("GET", "/v1/transactions", {"params": {"account": "a\x00"}}, 422),
+            ("GET", "/v1/transactions", {"params": {"currency": "\x00\x00\x00"}}, 422),
+            ("GET", "/v1/transactions", {"params": {"cursor": nul_cursor}}, 400),
+            ("GET", "/v1/transactions", {"params": {"cursor": far_cursor}}, 400),
+            ("GET", "/v1/transactions/a%00b/timeline", {}, 422),
+            ("POST", "/v1/transactions/a%00b/retry", {}, 422),
+            ("GET", "/v1/transactions/a%00b", {}, 422),
+            ("POST", "/v1/transactions/in-range/retry", {"json": {"reason": "a\x00"}}, 422),
+            ("POST", "/v1/transactions/retry", {"json": {"ids": ["a\x00"]}}, 422),
+            ("POST", "/v1/transactions/retry", {"json": {"filter": {"q": "a\x00"}}}, 422),
+        ]
+        for method, url, options, status in refused:
+            answer = await client.request(method, url, headers=ADMIN, **options)
+            assert answer.status_code == status, (method, url, options, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
+        everything = {
+            "created_after": "0001-01-01T00:00:00+05:00",
+            "created_before": "9999-12-31T23:59:59-05:00",
+        }
+        listed = await client.get("/v1/transactions", params=everything, headers=ADMIN)
+        assert [t["transaction_id"] for t in listed.json()["items"]] == ["in-range"]
+
+
+async def test_values_of_the_wrong_type_are_refused_not_coerced(database_url: str) -> None:
+    """Lax parsing took 0.0 for false, "5" for 5, 150.5 for a time and the last of repeated
+    parameters; each is now a 422, while what the document describes is still accepted."""
+    async with app_client(operator_settings(database_url)) as client:
+        for bad in (
+            {"filter": {"late": 0.0}},
+            {"filter": {"conflicted": "true"}},
+            {"filter": {"late_after_seconds": "5"}},
+            {"filter": {"created_after": 1_700_000_000}},
+            {"limit": "5"},
+            {"limit": True},
+        ):
+            answer = await client.post("/v1/transactions/retry", json=bad, headers=ADMIN)
+            assert answer.status_code == 422, bad
+        good = {"filter": {"late": False, "late_after_seconds": 2}, "limit": 300.0}
+        assert (await client.post("/v1/transactions/retry", json=good, headers=ADMIN)).is_success
+        for query in ("late=0", "late=yes", "created_before=150.5", "late=true&late=false"):
+            answer = await client.get(f"/v1/transactions?{query}", headers=ADMIN)
+            assert answer.status_code == 422, query
+        fine = "late=true&created_before=2026-01-31T12:00:00%2B05:30&limit=300"
+        assert (await client.get(f"/v1/transactions?{fine}", headers=ADMIN)).is_success
+
+
+async def test_ids_with_slashes_have_timelines_and_replays(database_url: str) -> None:
+    """Ids may hold slashes (GET /v1/transactions/{id} takes them); the operator routes did not."""
+    settings = operator_settings(database_url)
+    async with app_client(settings) as client:
+        await post(client, "acme/2026/42")
+        await make_failed(settings, "acme/2026/42")
+        timeline = await client.get("/v1/transactions/acme/2026/42/timeline", headers=ADMIN)
+        assert timeline.json()["transaction"]["transaction_id"] == "acme/2026/42"
+        replay = await client.post("/v1/transactions/acme/2026/42/retry", headers=ADMIN)
+        assert replay.json() == {"retried": 1, "transaction_ids": ["acme/2026/42"]}

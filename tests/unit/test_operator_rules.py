@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import click
@@ -10,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from payhook.cli import _age
 from payhook.errors import InvalidRequest
 from payhook.observability.metrics import DatabaseSnapshot, Metrics
+from payhook.operators.schemas import CURSOR_PATTERN, MAX_CURSOR_LENGTH
 from payhook.operators.service import decode_cursor, encode_cursor
 from payhook.transactions.models import DeliveryOutcome
 from payhook.transactions.repository import ClaimedTransaction, Outcome
@@ -21,6 +23,15 @@ def test_cursors_round_trip_and_strangers_are_refused() -> None:
     for bad in ("", "!!!", "bm9wZQ", encode_cursor((datetime(2026, 1, 1), "x")).upper()):
         with pytest.raises(InvalidRequest):
             decode_cursor(bad)
+
+
+@pytest.mark.parametrize("key", ["\U0001f600" * 255, '"' * 255, "\\" * 255, "é" * 255])
+def test_the_longest_ids_make_cursors_the_api_accepts(key: str) -> None:
+    position = (datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=-9))), key)
+    cursor = encode_cursor(position)
+    assert len(cursor) <= MAX_CURSOR_LENGTH
+    assert re.fullmatch(CURSOR_PATTERN, cursor)
+    assert decode_cursor(cursor) == position
 
 
 @pytest.mark.parametrize(

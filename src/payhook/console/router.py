@@ -21,7 +21,7 @@ from payhook.observability.metrics import pool_usage
 from payhook.operators import auth
 from payhook.operators.auth import ConsoleDep, TokenDep
 from payhook.operators.router import OperatorsDep
-from payhook.operators.schemas import ListQuery
+from payhook.operators.schemas import ListQuery, SearchText
 from payhook.runtime import RuntimeDep
 from payhook.timefmt import isoformat_z
 from payhook.transactions.models import TransactionStatus
@@ -56,7 +56,7 @@ async def dashboard(
     token: TokenDep,
     operators: OperatorsDep,
     runtime: RuntimeDep,
-    q: Annotated[str | None, Query(max_length=255)] = None,
+    q: Annotated[SearchText | None, Query()] = None,
     status: TransactionStatus | None = None,
 ) -> Response:
     """The console, or its login form when the caller has no session."""

@@ -2,15 +2,104 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from payhook.transactions.models import TransactionStatus
+from payhook.transactions.schemas import CONTROL_FREE_PATTERN, Identifier, no_control_characters
 
 MAX_BULK_RETRY = 10_000
+MAX_CURSOR_LENGTH = 2048
+# A cursor is opaque: no pattern tells one this service issued from a forged one (those are
+# answered 400). The format names that; the pattern is its alphabet (unpadded base64url).
+CURSOR_FORMAT = "payhook-cursor"
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+
+Cursor = Annotated[
+    str,
+    Field(
+        max_length=MAX_CURSOR_LENGTH,
+        pattern=CURSOR_PATTERN,
+        json_schema_extra={"format": CURSOR_FORMAT},
+    ),
+]
+
+
+def _in_utc(value: datetime) -> datetime:
+    """The instant in UTC; one beyond year 1..9999 in UTC is before or after every row."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Strings that reach SQL: PostgreSQL refuses NUL in text, which would read as storage failing.
+SearchText = Annotated[
+    str,
+    Field(max_length=255, json_schema_extra={"pattern": CONTROL_FREE_PATTERN}),
+    AfterValidator(no_control_characters),
+]
+CurrencyCode = Annotated[
+    str,
+    Field(min_length=3, max_length=3, json_schema_extra={"pattern": CONTROL_FREE_PATTERN}),
+    AfterValidator(no_control_characters),
+]
+Reason = Annotated[
+    str,
+    Field(max_length=1000, json_schema_extra={"pattern": r"^[^\u0000]*$"}),
+    AfterValidator(_no_nul),
+]
+
+
+def _flag(value: Any) -> Any:
+    # Lax bool parsing takes 0, 1.0, "yes", "off"...: a query says true or false, JSON a boolean.
+    if isinstance(value, bool) or value in ("true", "false"):
+        return value
+    raise ValueError("must be true or false")
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's integer is any number without a fraction (300.0 too); not "300", not true.
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if type(value) is not int:
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+# RFC 3339 date-time, as the document's `format: date-time` says; lax parsing would also take
+# "150.5" as seconds since 1970.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _date_time(value: Any) -> Any:
+    if isinstance(value, str) and not _DATE_TIME.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time, such as 2026-01-31T12:00:00Z")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+# Converted to UTC here: a driver converting 0001-01-01T00:00+05:00 itself fails mid-query.
+Instant = Annotated[AwareDatetime, BeforeValidator(_date_time), AfterValidator(_in_utc)]
 
 
 class TransactionFilter(BaseModel):
@@ -19,32 +108,60 @@ class TransactionFilter(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     status: TransactionStatus | None = None
-    created_after: AwareDatetime | None = Field(None, description="inclusive")
-    created_before: AwareDatetime | None = Field(None, description="exclusive")
-    account: str | None = Field(None, max_length=255, description="source or destination")
-    currency: str | None = Field(None, min_length=3, max_length=3)
-    late: bool | None = Field(
+    created_after: Instant | None = Field(None, description="inclusive")
+    created_before: Instant | None = Field(None, description="exclusive")
+    account: SearchText | None = Field(None, description="source or destination")
+    currency: CurrencyCode | None = None
+    late: Flag | None = Field(
         None,
         description="still PROCESSING more than late_after_seconds past due, "
         "or processed more than late_after_seconds after due",
     )
     late_after_seconds: float = Field(5.0, ge=0, le=86_400)
-    conflicted: bool | None = Field(None, description="has a conflicting delivery")
-    q: str | None = Field(None, max_length=255, description="transaction_id starts with this")
+    conflicted: Flag | None = Field(None, description="has a conflicting delivery")
+    q: SearchText | None = Field(None, description="transaction_id starts with this")
+
+
+class FilterIn(TransactionFilter):
+    """The filter as a JSON body, where every value must have its JSON type.
+
+    Lax parsing, right for query strings, would take "5" for 5, "true" for true or 1700000000
+    for a time here. (`type() in`, not isinstance: a bool is an int, and is not a number here.)
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_types(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, (kinds, kind) in _FILTER_JSON_TYPES.items():
+                value = data.get(name)
+                if value is not None and type(value) not in kinds:
+                    raise ValueError(f"{name} must be a JSON {kind}")
+        return data
+
+
+_FILTER_JSON_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "created_after": ((str,), "string"),
+    "created_before": ((str,), "string"),
+    "late_after_seconds": ((int, float), "number"),
+    "late": ((bool,), "boolean"),
+    "conflicted": ((bool,), "boolean"),
+}
 
 
 class ListQuery(TransactionFilter):
     """A filter plus the page wanted, newest first."""
 
     limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = Field(None, max_length=2048, description="next_cursor of the last page")
+    cursor: Cursor | None = Field(None, description="next_cursor of the last page")
 
 
 class TransactionSummary(BaseModel):
     transaction_id: str
     source_account: str
     destination_account: str
-    amount: Decimal
+    # Written as the exact JSON number (see router.json_response), not pydantic's string.
+    amount: Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [150.5]})]
     currency: str
     status: TransactionStatus
     created_at: datetime
@@ -87,7 +204,7 @@ class Timeline(BaseModel):
 class RetryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(None, max_length=1000)
+    reason: Reason | None = None
 
 
 class BulkRetryIn(BaseModel):
@@ -95,10 +212,10 @@ class BulkRetryIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    filter: TransactionFilter = TransactionFilter()
-    ids: list[str] | None = Field(None, max_length=MAX_BULK_RETRY)
-    reason: str | None = Field(None, max_length=1000)
-    limit: int = Field(1000, ge=1, le=MAX_BULK_RETRY)
+    filter: FilterIn = FilterIn()
+    ids: list[Identifier] | None = Field(None, max_length=MAX_BULK_RETRY)
+    reason: Reason | None = None
+    limit: Annotated[int, BeforeValidator(_json_integer)] = Field(1000, ge=1, le=MAX_BULK_RETRY)
 
 
 class RetryOut(BaseModel):

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+from pydantic import AfterValidator
 from simplejson import dumps
 
 from payhook.errors import NotFound
 from payhook.runtime import RepositoryDep
 from payhook.timefmt import isoformat_z
-from payhook.transactions.schemas import TransactionOut, problem_response
+from payhook.transactions.schemas import (
+    CONTROL_FREE_PATTERN,
+    TransactionOut,
+    no_control_characters,
+    problem_response,
+)
 
 router = APIRouter(tags=["transactions"])
+# What a stored id can be (see Identifier); anything else is answered 422 before it reaches SQL,
+# where PostgreSQL would refuse a NUL and the answer would be a false "storage unavailable".
+TransactionIdPath = Annotated[
+    str,
+    Path(min_length=1, max_length=255, json_schema_extra={"pattern": CONTROL_FREE_PATTERN}),
+    AfterValidator(no_control_characters),
+]
 
 
 @router.get(
@@ -25,7 +40,7 @@ router = APIRouter(tags=["transactions"])
         503: problem_response("Storage is unavailable. Retry after Retry-After."),
     },
 )
-async def get_transaction(transaction_id: str, repository: RepositoryDep) -> Response:
+async def get_transaction(transaction_id: TransactionIdPath, repository: RepositoryDep) -> Response:
     """The transaction as a one-element list (the original contract's shape)."""
     row = await repository.get(transaction_id)
     if row is None:

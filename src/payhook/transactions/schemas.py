@@ -21,9 +21,11 @@ MAX_FRACTION_DIGITS = 18
 # Bidirectional formatting characters let an id display as another one ("Trojan Source").
 BIDI_CONTROLS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _BIDI = re.compile(f"[{BIDI_CONTROLS}]")
+# What no_control_characters refuses (category Cc, bidi controls), as a published pattern.
+CONTROL_FREE_PATTERN = rf"^[^\u0000-\u001f\u007f-\u009f{BIDI_CONTROLS}]*$"
 
 
-def _no_control_characters(value: str) -> str:
+def no_control_characters(value: str) -> str:
     if any(unicodedata.category(char) == "Cc" for char in value) or _BIDI.search(value):
         raise ValueError("must not contain control characters")
     return value
@@ -73,10 +75,9 @@ Identifier = Annotated[
         min_length=1,
         max_length=255,
         strict=True,
-        # What the validator below refuses (category Cc, bidi controls), as a published pattern.
-        json_schema_extra={"pattern": rf"^[^\u0000-\u001f\u007f-\u009f{BIDI_CONTROLS}]*$"},
+        json_schema_extra={"pattern": CONTROL_FREE_PATTERN},
     ),
-    AfterValidator(_no_control_characters),
+    AfterValidator(no_control_characters),
 ]
 Amount = Annotated[
     Decimal,
