@@ -300,34 +300,36 @@ class Bench:
 
     # ---- growth -------------------------------------------------------------------------
     def run_growth(self, levels: list[int]) -> None:
+        """One server through the whole curve, so cached plans and pools age as in production."""
         say("growth: ingest and lateness as the table fills to 1,000,000 rows")
         url = self.fresh_database("growth")
+        port = free_port()
+        env = self.payhook_env(url, PORT=str(port), PROCESSING_DELAY_SECONDS="2")
         filled = 0
-        for level in levels:
-            if level > filled:
-                say(f"  filling to {level:,} rows")
-                self.postgres.psql(_fill_sql(filled, level), database="growth")
-                self.postgres.psql("VACUUM ANALYZE", database="growth")
-                filled = level
-            port = free_port()
-            env = self.payhook_env(url, PORT=str(port), PROCESSING_DELAY_SECONDS="2")
-            with server([str(PAYHOOK), "serve"], port, self.work / "growth.log", env) as pid:
+        with server([str(PAYHOOK), "serve"], port, self.work / "growth.log", env) as pid:
+            for level in levels:
+                if level > filled:
+                    say(f"  filling to {level:,} rows")
+                    self.postgres.psql(_fill_sql(filled, level), database="growth")
+                    filled = level
                 ingest = wrk(f"http://127.0.0.1:{port}", 5)
                 self.wait_processed(url, None, pid, timeout=60)
-            lateness = asyncio.run(_lateness(url, 2.0))
-            lateness.sort()
-            point = {
-                "rows": level,
-                "rps": ingest.rps,
-                "p99_ms": ingest.p99_ms,
-                "lateness_p99_s": lateness[int(0.99 * (len(lateness) - 1))],
-            }
-            asyncio.run(_mark_measured(url))
-            self.growth.append(point)
-            say(
-                f"  {level:>9,} rows: {ingest.rps:,.0f} req/s, p99 {ingest.p99_ms:.1f} ms, "
-                f"lateness p99 {point['lateness_p99_s']:.3f} s"
-            )
+                self.growth.append(self.growth_point(url, level, ingest))
+
+    def growth_point(self, url: str, level: int, ingest: IngestResult) -> dict[str, float]:
+        lateness = sorted(asyncio.run(_lateness(url, 2.0)))
+        asyncio.run(_mark_measured(url))
+        point = {
+            "rows": level,
+            "rps": ingest.rps,
+            "p99_ms": ingest.p99_ms,
+            "lateness_p99_s": lateness[int(0.99 * (len(lateness) - 1))],
+        }
+        say(
+            f"  {level:>9,} rows: {ingest.rps:,.0f} req/s, p99 {ingest.p99_ms:.1f} ms, "
+            f"lateness p99 {point['lateness_p99_s']:.3f} s"
+        )
+        return point
 
 
 def _fill_sql(start: int, stop: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -76,6 +77,7 @@ def _lifespan(settings: Settings, run_executor: bool) -> Any:
                 "webhook.signatures_disabled",
                 hint="anyone who can reach the endpoint can post a transaction",
             )
+        freeze_startup_objects()
         try:
             yield
         finally:
@@ -86,6 +88,17 @@ def _lifespan(settings: Settings, run_executor: bool) -> Any:
             log.info("payhook.stopped")
 
     return lifespan
+
+
+def freeze_startup_objects() -> None:
+    """Move everything built at start-up out of the garbage collector's sight.
+
+    The app, its routes, models and pools live as long as the process; scanning them in every
+    full collection stalled the event loop for tens of milliseconds, which was most of the p99
+    latency under load (a FastAPI no-op: p99 47 ms before, 12 ms after; benchmarks/README.md).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:

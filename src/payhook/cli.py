@@ -19,7 +19,7 @@ import structlog
 import uvicorn
 from simplejson import dumps
 
-from payhook.app import build_runtime
+from payhook.app import build_runtime, freeze_startup_objects
 from payhook.config import Settings, SignatureScheme
 from payhook.db import create_engine
 from payhook.http_server import HeadDeadlineProtocol
@@ -100,6 +100,7 @@ async def _run_embedded_worker(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     runtime.scheduler.start()
+    freeze_startup_objects()
     log.info("payhook.worker_started", executor="embedded")
     await stop.wait()
     await runtime.scheduler.stop()

@@ -96,7 +96,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_pool_size,
         pool_pre_ping=False,
         pool_timeout=5,
-        connect_args={"command_timeout": 15, "timeout": 5},
+        connect_args={
+            "command_timeout": 15,
+            "timeout": 5,
+            "server_settings": {
+                "application_name": "payhook",
+                # Plan each execution with the table as it is now. A generic plan cached while
+                # the table was empty kept scanning all of it once it held 100,000 rows: ingest
+                # fell from 6,600 to 3,700/s within 30 s (benchmarks/README.md).
+                "plan_cache_mode": "force_custom_plan",
+            },
+        },
     )
 
 

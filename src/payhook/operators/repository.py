@@ -21,6 +21,7 @@ from payhook.transactions.models import (
     processing_attempts,
     transactions,
 )
+from payhook.transactions.repository import IS_PENDING
 
 AnyRow = Row[*tuple[Any, ...]]
 t = transactions
@@ -174,9 +175,7 @@ class OperatorRepository:
         async with self._read() as conn:
             row = (
                 await conn.execute(
-                    select(func.count(), func.min(t.c.due_at)).where(
-                        t.c.status == PENDING, t.c.due_at <= now
-                    )
+                    select(func.count(), func.min(t.c.due_at)).where(IS_PENDING, t.c.due_at <= now)
                 )
             ).one()
             return int(row[0]), row[1]
@@ -227,7 +226,7 @@ class OperatorRepository:
         return found
 
     def _late(self, threshold: float, now: datetime) -> ColumnElement[bool]:
-        waiting = and_(t.c.status == PENDING, t.c.due_at < now - timedelta(seconds=threshold))
+        waiting = and_(IS_PENDING, t.c.due_at < now - timedelta(seconds=threshold))
         finished_late = and_(
             t.c.processed_at.is_not(None),
             self._seconds_between(t.c.due_at, t.c.processed_at) > threshold,
