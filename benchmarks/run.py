@@ -460,8 +460,8 @@ def chart(bench: Bench, path: Path) -> None:
     left.set_yscale("log")
     left.legend(fontsize=7)
     for lt in bench.lateness:
-        middle.hist(lt.histogram, bins=40, alpha=0.5, label=lt.name)
-    middle.set(title="Lateness distribution", xlabel="seconds after due", ylabel="samples")
+        middle.hist(lt.histogram, bins=40, alpha=0.5, label=lt.name, density=True)
+    middle.set(title="Lateness distribution", xlabel="seconds after due", ylabel="density")
     middle.legend(fontsize=7)
     if bench.growth:
         rows = [p["rows"] / 1000 for p in bench.growth]

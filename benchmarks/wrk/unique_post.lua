@@ -46,9 +46,10 @@ if count > 0 then
 end
 
 done = function(summary, latency, requests)
-  for _, p in ipairs({50, 75, 90, 95, 99, 99.9, 100}) do
+  for _, p in ipairs({50, 75, 90, 95, 99, 99.9}) do
     io.write(string.format("PERCENTILE %g %d\n", p, latency:percentile(p)))
   end
+  io.write(string.format("PERCENTILE 100 %d\n", latency.max))
   io.write(string.format("REQUESTS %d ERRORS %d\n", summary.requests,
     summary.errors.connect + summary.errors.read + summary.errors.write +
     summary.errors.status + summary.errors.timeout))
