@@ -36,6 +36,8 @@ from payhook.schema import upgrade
 WRK_SCRIPT = Path(__file__).parent / "wrk" / "unique_post.lua"
 RESULTS = Path(__file__).parent / "results"
 CONNECTIONS = 64
+INGEST_SECONDS = 8
+CEILING = "ceiling: FastAPI no-op"
 
 
 @dataclass
@@ -47,6 +49,7 @@ class IngestResult:
     errors: int
     percentiles_ms: dict[str, float] = field(default_factory=dict)
     ratio: float | None = None
+    rounds_rps: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -153,55 +156,69 @@ class Bench:
     def measure(
         self, name: str, command: list[str], port: int, env: dict[str, str], **wrk_env: str
     ) -> IngestResult:
-        say(f"ingest: {name}")
-        with server(command, port, self.work / f"{name}.log", env):
+        with server(command, port, self.work / "ingest.log", env):
             wrk(f"http://127.0.0.1:{port}", 2, **wrk_env)  # warm-up
-            result = wrk(f"http://127.0.0.1:{port}", 10, **wrk_env)
+            result = wrk(f"http://127.0.0.1:{port}", INGEST_SECONDS, **wrk_env)
         result.name = name
-        self.ingest.append(result)
-        say(f"  {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms")
+        say(
+            f"  {name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
+            f"p99 {result.p99_ms:.1f} ms"
+        )
         return result
 
-    def run_ingest(self) -> None:
-        port = free_port()
-        ceiling = self.measure(
-            "ceiling: FastAPI no-op",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "benchmarks.noop_app:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            port,
-            {},
-        )
-        scenarios = [
-            ("PostgreSQL, unique ids", "pg1", {}, {}),
-            ("PostgreSQL, 50% re-deliveries", "pg2", {}, {"DUPLICATE_EVERY": "2"}),
-            ("PostgreSQL, WEB_CONCURRENCY=2", "pg3", {"WEB_CONCURRENCY": "2"}, {}),
-        ]
-        for name, database, extra, wrk_env in scenarios:
-            url = self.fresh_database(database)
-            port = free_port()
-            env = self.payhook_env(url, PORT=str(port), PROCESSING_DELAY_SECONDS="3600", **extra)
-            self.measure(name, [str(PAYHOOK), "serve"], port, env, **wrk_env)
-        url = self.fresh_database("pg4")
-        port = free_port()
-        env = self.payhook_env(url, PROCESSING_DELAY_SECONDS="3600")
+    def ingest_scenarios(self) -> list[tuple[str, list[str], dict[str, str], dict[str, str]]]:
+        """(name, command, server env, wrk env) for each scenario, with fresh databases."""
+        uvicorn = [sys.executable, "-m", "uvicorn", "benchmarks.noop_app:app"]
+        uvicorn += ["--log-level", "warning", "--no-access-log", "--port"]
         granian = [str(Path(sys.executable).parent / "granian"), "--interface", "asgi"]
-        granian += ["--factory", "--port", str(port), "--log-level", "warning", "--no-ws"]
-        self.measure(
-            "PostgreSQL, unique ids, granian", [*granian, "payhook.app:create_app"], port, env
-        )
-        sqlite_url = f"sqlite:///{self.work / 'bench.db'}"
-        port = free_port()
-        env = self.payhook_env(sqlite_url, PORT=str(port), PROCESSING_DELAY_SECONDS="3600")
-        self.measure("SQLite (embedded default)", [str(PAYHOOK), "serve"], port, env)
+        granian += ["--factory", "--log-level", "warning", "--no-ws", "payhook.app:create_app"]
+        serve = [str(PAYHOOK), "serve"]
+        quiet = {"PROCESSING_DELAY_SECONDS": "3600"}
+        sqlite = f"sqlite:///{self.work / f'bench-{time.monotonic_ns()}.db'}"
+        return [
+            (CEILING, uvicorn, {}, {}),
+            (
+                "PostgreSQL, unique ids",
+                serve,
+                self.payhook_env(self.fresh_database("pg1"), **quiet),
+                {},
+            ),
+            (
+                "PostgreSQL, 50% re-deliveries",
+                serve,
+                self.payhook_env(self.fresh_database("pg2"), **quiet),
+                {"DUPLICATE_EVERY": "2"},
+            ),
+            (
+                "PostgreSQL, WEB_CONCURRENCY=2",
+                serve,
+                self.payhook_env(self.fresh_database("pg3"), WEB_CONCURRENCY="2", **quiet),
+                {},
+            ),
+            (
+                "PostgreSQL, unique ids, granian",
+                granian,
+                self.payhook_env(self.fresh_database("pg4"), **quiet),
+                {},
+            ),
+            ("SQLite (embedded default)", serve, self.payhook_env(sqlite, **quiet), {}),
+        ]
+
+    def run_ingest(self, rounds: int) -> None:
+        """Every scenario once per round, rounds interleaved; the median round is reported."""
+        runs: dict[str, list[IngestResult]] = {}
+        for number in range(1, rounds + 1):
+            say(f"ingest, round {number} of {rounds}")
+            for name, command, env, wrk_env in self.ingest_scenarios():
+                port = free_port()
+                command = _with_port(command, port)
+                result = self.measure(name, command, port, {**env, "PORT": str(port)}, **wrk_env)
+                runs.setdefault(name, []).append(result)
+        for results in runs.values():
+            median = sorted(results, key=lambda r: r.rps)[len(results) // 2]
+            median.rounds_rps = [r.rps for r in results]
+            self.ingest.append(median)
+        ceiling = next(r for r in self.ingest if r.name == CEILING)
         for result in self.ingest:
             result.ratio = result.rps / ceiling.rps
 
@@ -312,7 +329,7 @@ class Bench:
                     say(f"  filling to {level:,} rows")
                     self.postgres.psql(_fill_sql(filled, level), database="growth")
                     filled = level
-                ingest = wrk(f"http://127.0.0.1:{port}", 5)
+                ingest = wrk(f"http://127.0.0.1:{port}", 8)
                 self.wait_processed(url, None, pid, timeout=60)
                 self.growth.append(self.growth_point(url, level, ingest))
 
@@ -330,6 +347,15 @@ class Bench:
             f"lateness p99 {point['lateness_p99_s']:.3f} s"
         )
         return point
+
+
+def _with_port(command: list[str], port: int) -> list[str]:
+    """uvicorn takes the port as its last argument here; granian as `--port` before the app."""
+    if command[-1] == "--port":
+        return [*command, str(port)]
+    if "granian" in command[0]:
+        return [*command[:-1], "--port", str(port), command[-1]]
+    return command
 
 
 def _fill_sql(start: int, stop: int) -> str:
@@ -410,7 +436,7 @@ TARGETS = {
 
 
 def report(bench: Bench, out: Path) -> None:
-    print("\nIngest (wrk, 1 thread, 64 connections, 10 s):")
+    print("\nIngest (wrk, 1 thread, 64 connections, 8 s; the median of the rounds):")
     print(f"{'scenario':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6}")
     for r in bench.ingest:
         print(
@@ -481,6 +507,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller growth curve")
     parser.add_argument("--only", choices=["ingest", "burst", "sustained", "growth"])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--rounds", type=int, default=3, help="ingest rounds (median kept)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk); `make bench` installs it")
@@ -493,7 +520,7 @@ def main() -> None:
     bench = Bench(work, postgres, redis)
     try:
         if args.only in (None, "ingest"):
-            bench.run_ingest()
+            bench.run_ingest(args.rounds)
         if args.only in (None, "burst"):
             bench.run_burst("embedded")
             bench.run_burst("celery")

@@ -10,11 +10,15 @@ local count = tonumber(os.getenv("COUNT") or "0")
 local rate = tonumber(os.getenv("RATE") or "0")
 local connections = tonumber(os.getenv("CONNECTIONS") or "1")
 local sent = 0
+local made = 0
+local started = nil
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
 request = function()
+  made = made + 1
+  started = started or os.time()
   counter = counter + 1
   local n = counter
   if dup_every > 0 and counter % dup_every == 0 then
@@ -27,9 +31,15 @@ request = function()
 end
 
 if rate > 0 then
-  -- Each connection waits this long before each request; minus ~3 ms for the answer itself.
+  -- Pace to RATE per second on average: each connection waits about CONNECTIONS/RATE seconds
+  -- before a request, a little less while behind schedule, a little more once ahead (wrk's Lua
+  -- only has whole-second clocks, so the schedule is kept per second).
   delay = function()
-    return math.max(0, math.floor(1000 * connections / rate) - 3)
+    local interval = 1000 * connections / rate
+    if made >= rate * (os.time() - started + 1) then
+      return math.floor(interval * 1.5)
+    end
+    return math.floor(interval * 0.8)
   end
 end
 
