@@ -74,6 +74,8 @@ async def test_dashboard_lists_and_the_replay_button_needs_the_form_token(
         forged = await client.post(action, data={"csrf": csrf}, headers={"Origin": "http://evil"})
         assert forged.status_code == 403
         assert (await client.post(action, data={}, headers=ORIGIN)).status_code == 403
+        nul = await client.post(action, data={"csrf": csrf, "reason": "a\x00b"}, headers=ORIGIN)
+        assert nul.status_code == 422, "a NUL in the reason must not reach PostgreSQL as a 503"
         done = await client.post(action, data={"csrf": csrf, "reason": "why"}, headers=ORIGIN)
         assert done.status_code == 303
         timeline = await client.get(done.headers["location"])

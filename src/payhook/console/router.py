@@ -16,12 +16,14 @@ from urllib.parse import parse_qs, quote
 import jinja2
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import TypeAdapter, ValidationError
 
+from payhook.errors import ValidationFailed
 from payhook.observability.metrics import pool_usage
 from payhook.operators import auth
 from payhook.operators.auth import ConsoleDep, TokenDep
 from payhook.operators.router import OperatorsDep
-from payhook.operators.schemas import ListQuery, SearchText
+from payhook.operators.schemas import ListQuery, Reason, SearchText
 from payhook.runtime import RuntimeDep
 from payhook.timefmt import isoformat_z
 from payhook.transactions.models import TransactionStatus
@@ -132,7 +134,7 @@ async def retry(
     """The replay button: replay, then show the transaction."""
     form = await _form(request)
     auth.check_form_origin(request, token, form)
-    await operators.retry_one(transaction_id, operator, form.get("reason") or None)
+    await operators.retry_one(transaction_id, operator, _reason(form.get("reason")))
     return RedirectResponse(f"/console/transactions/{quote(transaction_id, safe='')}", 303)
 
 
@@ -165,3 +167,16 @@ async def _form(request: Request) -> dict[str, str]:
     """A urlencoded form body as a dict of first values."""
     fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=20)
     return {key: values[0] for key, values in fields.items()}
+
+
+_REASON: TypeAdapter[str] = TypeAdapter(Reason)
+
+
+def _reason(value: str | None) -> str | None:
+    """The form's reason under the API's rules (a NUL would reach PostgreSQL as a 503)."""
+    if not value:
+        return None
+    try:
+        return _REASON.validate_python(value)
+    except ValidationError as exc:
+        raise ValidationFailed(f"reason: {exc.errors()[0]['msg']}") from None
