@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 from tests.support.processes import PayhookProcess
-from tests.support.services import PostgresServer
+from tests.support.services import throwaway_postgres
 
 from payhook.config import Settings
 from payhook.schema import upgrade
@@ -95,16 +95,12 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=30.0)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="payhook-bench-"))
-    pg_root = Path(tempfile.mkdtemp(prefix="payhook-bench-pg-"))
-    postgres = PostgresServer.create(pg_root, fsync=True)
-    postgres.start()
     try:
-        asyncio.run(measure("sqlite", f"sqlite:///{work / 'bench.db'}", work, args.delay))
-        asyncio.run(measure("postgres", postgres.url, work, args.delay))
+        with throwaway_postgres(fsync=True) as postgres:
+            asyncio.run(measure("sqlite", f"sqlite:///{work / 'bench.db'}", work, args.delay))
+            asyncio.run(measure("postgres", postgres.url, work, args.delay))
     finally:
-        postgres.stop()
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(pg_root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,13 @@ from pathlib import Path
 
 from sqlalchemy import text
 from tests.support.processes import PAYHOOK, REPO_ROOT, PayhookProcess
-from tests.support.services import PostgresServer, RedisServer, free_port, wait_for_port
+from tests.support.services import (
+    PostgresServer,
+    RedisServer,
+    free_port,
+    throwaway_postgres,
+    wait_for_port,
+)
 
 from payhook.config import Settings
 from payhook.db import create_engine
@@ -512,29 +518,29 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk); `make bench` installs it")
     work = Path(tempfile.mkdtemp(prefix="payhook-bench-"))
-    pg_root = Path(tempfile.mkdtemp(prefix="payhook-bench-pg-"))
-    postgres = PostgresServer.create(pg_root, fsync=True)
     redis = RedisServer.create()
-    postgres.start()
     redis.start()
-    bench = Bench(work, postgres, redis)
     try:
-        if args.only in (None, "ingest"):
-            bench.run_ingest(args.rounds)
-        if args.only in (None, "burst"):
-            bench.run_burst("embedded")
-            bench.run_burst("celery")
-        if args.only in (None, "sustained"):
-            bench.run_sustained()
-        if args.only in (None, "growth"):
-            levels = [0, 100_000] if args.quick else [0, 250_000, 500_000, 1_000_000]
-            bench.run_growth(levels)
-        report(bench, args.out)
+        with throwaway_postgres(fsync=True) as postgres:
+            run_all(Bench(work, postgres, redis), args)
     finally:
         redis.stop()
-        postgres.stop()
-        shutil.rmtree(pg_root, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all(bench: Bench, args: argparse.Namespace) -> None:
+    """The parts asked for (all by default), then the report."""
+    if args.only in (None, "ingest"):
+        bench.run_ingest(args.rounds)
+    if args.only in (None, "burst"):
+        bench.run_burst("embedded")
+        bench.run_burst("celery")
+    if args.only in (None, "sustained"):
+        bench.run_sustained()
+    if args.only in (None, "growth"):
+        levels = [0, 100_000] if args.quick else [0, 250_000, 500_000, 1_000_000]
+        bench.run_growth(levels)
+    report(bench, args.out)
 
 
 if __name__ == "__main__":

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from payhook.config import Settings
 from payhook.schema import upgrade
-from tests.support.services import PostgresServer, RedisServer, ServiceUnavailableHere
+from tests.support.services import (
+    PostgresServer,
+    RedisServer,
+    ServiceUnavailableHere,
+    throwaway_postgres,
+)
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEMPLATE = "payhook_template"
@@ -35,20 +39,20 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL cluster for the session, with a migrated template database."""
-    root = Path(tempfile.mkdtemp(prefix="payhook-pg-"))
-    try:
-        server = PostgresServer.create(root)
-    except ServiceUnavailableHere as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        missing_service(str(exc))
-    server.start()
-    try:
+    with own_postgres_or_skip() as server:
         server.psql(f"CREATE DATABASE {TEMPLATE}")
         asyncio.run(upgrade(Settings(database_url=server.url_for(TEMPLATE))))
         yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def own_postgres_or_skip() -> Iterator[PostgresServer]:
+    """A cluster of the caller's own (a test that stops it needs one); see missing_service."""
+    try:
+        with throwaway_postgres() as server:
+            yield server
+    except ServiceUnavailableHere as exc:
+        missing_service(str(exc))
 
 
 @pytest.fixture
@@ -78,6 +82,12 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
+    with own_redis_or_skip() as server:
+        yield server
+
+
+@contextmanager
+def own_redis_or_skip() -> Iterator[RedisServer]:
     try:
         server = RedisServer.create()
     except ServiceUnavailableHere as exc:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +12,10 @@ import pytest
 
 from payhook.config import Settings
 from payhook.schema import upgrade
-from tests.conftest import missing_service
+from tests.conftest import own_postgres_or_skip
 from tests.e2e.conftest import server_env
 from tests.support.processes import PayhookProcess
-from tests.support.services import PostgresServer, ServiceUnavailableHere
+from tests.support.services import PostgresServer
 
 pytestmark = pytest.mark.e2e
 
@@ -25,17 +23,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A cluster of this test's own, since the test stops it."""
-    root = Path(tempfile.mkdtemp(prefix="payhook-pg-outage-"))
-    try:
-        server = PostgresServer.create(root)
-    except ServiceUnavailableHere as exc:
-        missing_service(str(exc))
-    server.start()
-    try:
+    with own_postgres_or_skip() as server:
         yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def body(key: str) -> dict[str, object]:

@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -31,10 +29,10 @@ from payhook.config import Settings
 from payhook.db import create_engine
 from payhook.schema import upgrade
 from payhook.transactions.models import transactions
-from tests.conftest import missing_service
+from tests.conftest import own_postgres_or_skip, own_redis_or_skip
 from tests.faults.provider import Provider, ProviderLog
 from tests.support.processes import PayhookProcess
-from tests.support.services import PostgresServer, RedisServer, ServiceUnavailableHere
+from tests.support.services import PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -56,15 +54,12 @@ class Topology:
 
 @pytest.fixture
 def topology(tmp_path: Path) -> Iterator[Topology]:
-    root = Path(tempfile.mkdtemp(prefix="payhook-pg-faults-"))
-    try:
-        postgres = PostgresServer.create(root)
-        redis = RedisServer.create()
-    except ServiceUnavailableHere as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        missing_service(str(exc))
-    postgres.start()
-    redis.start()
+    # Its own PostgreSQL and Redis: the test restarts and flushes them.
+    with own_postgres_or_skip() as postgres, own_redis_or_skip() as redis:
+        yield from _topology(postgres, redis, tmp_path)
+
+
+def _topology(postgres: PostgresServer, redis: RedisServer, tmp_path: Path) -> Iterator[Topology]:
     asyncio.run(upgrade(Settings(database_url=postgres.url)))
     env = {
         "DATABASE_URL": postgres.url,
@@ -84,9 +79,6 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
     finally:
         for process in apis + workers:
             process.stop()
-        redis.stop()
-        postgres.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def inject_faults(topology: Topology) -> None:

@@ -11,7 +11,10 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +152,25 @@ class PostgresServer:
             check=True,
             capture_output=True,
         )
+
+
+@contextmanager
+def throwaway_postgres(*, fsync: bool = False) -> Iterator[PostgresServer]:
+    """A started cluster in a new temporary directory, stopped and deleted afterwards.
+
+    Raises ServiceUnavailableHere before creating anything when the binaries are missing.
+    """
+    postgres_bindir()
+    root = Path(tempfile.mkdtemp(prefix="payhook-pg-"))
+    try:
+        server = PostgresServer.create(root, fsync=fsync)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop("immediate")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

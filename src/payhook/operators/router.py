@@ -25,12 +25,12 @@ from payhook.operators.schemas import (
     RetryIn,
     RetryOut,
     Timeline,
+    TransactionIdPath,
     TransactionPage,
 )
 from payhook.operators.service import OperatorService
 from payhook.runtime import RuntimeDep
 from payhook.timefmt import isoformat_z
-from payhook.transactions.router import TransactionIdPath
 from payhook.transactions.schemas import problem_response
 
 router = APIRouter(tags=["operators"])

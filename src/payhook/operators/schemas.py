@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -14,12 +14,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    WithJsonSchema,
     model_validator,
 )
 
 from payhook.transactions.models import TransactionStatus
-from payhook.transactions.schemas import CONTROL_FREE_PATTERN, Identifier, no_control_characters
+from payhook.transactions.schemas import (
+    CONTROL_FREE_PATTERN,
+    ExactAmountOut,
+    Identifier,
+    no_control_characters,
+)
 
 MAX_BULK_RETRY = 10_000
 MAX_CURSOR_LENGTH = 2048
@@ -61,6 +65,13 @@ SearchText = Annotated[
 CurrencyCode = Annotated[
     str,
     Field(min_length=3, max_length=3, json_schema_extra={"pattern": CONTROL_FREE_PATTERN}),
+    AfterValidator(no_control_characters),
+]
+# What a stored id can be: an operator path naming anything else is a 422 before it reaches SQL,
+# where PostgreSQL would refuse a NUL and the answer would be a false "storage unavailable".
+TransactionIdPath = Annotated[
+    str,
+    Path(min_length=1, max_length=255, json_schema_extra={"pattern": CONTROL_FREE_PATTERN}),
     AfterValidator(no_control_characters),
 ]
 Reason = Annotated[
@@ -160,8 +171,7 @@ class TransactionSummary(BaseModel):
     transaction_id: str
     source_account: str
     destination_account: str
-    # Written as the exact JSON number (see router.json_response), not pydantic's string.
-    amount: Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [150.5]})]
+    amount: ExactAmountOut
     currency: str
     status: TransactionStatus
     created_at: datetime

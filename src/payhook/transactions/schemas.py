@@ -149,13 +149,17 @@ class Acknowledgement(BaseModel):
     duplicate: bool
 
 
+# Responses write a Decimal as the exact JSON number it holds (simplejson), not pydantic's string.
+ExactAmountOut = Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [150.5]})]
+
+
 class TransactionOut(BaseModel):
     """One transaction as `GET /v1/transactions/{id}` shows it."""
 
     transaction_id: str
     source_account: str
     destination_account: str
-    amount: Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [150.5]})]
+    amount: ExactAmountOut
     currency: str
     status: TransactionStatus
     created_at: datetime
