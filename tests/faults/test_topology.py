@@ -37,6 +37,7 @@ from tests.support.services import PostgresServer, RedisServer
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 COUNT = 2000
+SUMMARY: list[str] = []  # printed at the end of the run by tests/faults/conftest.py
 RATE = 100.0
 DELAY = 1.0
 STEP_SECONDS = 0.1
@@ -197,8 +198,8 @@ def test_every_acknowledged_transaction_survives_the_faults(topology: Topology) 
         for status, processed, created in found.values()
         if status == "PROCESSED" and processed is not None
     ]
-    print(
-        f"\nfault suite: sent {len(log.sent)}, acknowledged {len(acknowledged)}, "
+    SUMMARY.append(
+        f"fault suite: sent {len(log.sent)}, acknowledged {len(acknowledged)}, "
         f"statuses {dict(sorted(log.statuses.items()))}, connection errors "
         f"{log.connection_errors}, retries {log.retries}, lost {len(lost)}, "
         f"2xx-not-stored {len(unstored)}, double-processed {len(unexplained)}, "
