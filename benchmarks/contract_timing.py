@@ -15,22 +15,12 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from tests.support.payloads import transaction_body
 from tests.support.processes import PayhookProcess
 from tests.support.services import throwaway_postgres
 
 from payhook.config import Settings
 from payhook.schema import upgrade
-
-
-def body(key: str) -> dict[str, object]:
-    return {
-        "transaction_id": key,
-        "source_account": "acc_user_789",
-        "destination_account": "acc_merchant_456",
-        "amount": 1500,
-        "currency": "INR",
-    }
-
 
 WRK_SCRIPT = Path(__file__).parent / "wrk" / "unique_post.lua"
 
@@ -59,7 +49,9 @@ def wrk_latencies(base_url: str, connections: int, seconds: int) -> dict[str, st
 async def receipt_to_processed(base_url: str, delay: float) -> float:
     key = f"timing-{uuid.uuid4().hex}"
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        assert (await client.post("/v1/webhooks/transactions", json=body(key))).status_code == 202
+        assert (
+            await client.post("/v1/webhooks/transactions", json=transaction_body(key))
+        ).status_code == 202
         deadline = time.monotonic() + delay + 30
         while time.monotonic() < deadline:
             [view] = (await client.get(f"/v1/transactions/{key}")).json()

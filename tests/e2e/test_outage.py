@@ -14,6 +14,7 @@ from payhook.config import Settings
 from payhook.schema import upgrade
 from tests.conftest import own_postgres_or_skip
 from tests.e2e.conftest import server_env
+from tests.support.payloads import transaction_body
 from tests.support.processes import PayhookProcess
 from tests.support.services import PostgresServer
 
@@ -27,16 +28,6 @@ def own_postgres() -> Iterator[PostgresServer]:
         yield server
 
 
-def body(key: str) -> dict[str, object]:
-    return {
-        "transaction_id": key,
-        "source_account": "a",
-        "destination_account": "b",
-        "amount": 3,
-        "currency": "JPY",
-    }
-
-
 def test_database_down_answers_503_with_retry_after_and_stores_nothing(
     own_postgres: PostgresServer, tmp_path: Path
 ) -> None:
@@ -46,16 +37,21 @@ def test_database_down_answers_503_with_retry_after_and_stores_nothing(
     key = f"outage-{uuid.uuid4().hex}"
     try:
         with httpx.Client(base_url=server.base_url, timeout=30) as client:
-            assert client.post("/v1/webhooks/transactions", json=body("before")).status_code == 202
+            assert (
+                client.post(
+                    "/v1/webhooks/transactions", json=transaction_body("before")
+                ).status_code
+                == 202
+            )
             own_postgres.stop("immediate")
-            during = client.post("/v1/webhooks/transactions", json=body(key))
+            during = client.post("/v1/webhooks/transactions", json=transaction_body(key))
             assert during.status_code == 503
             assert int(during.headers["retry-after"]) > 0
             assert during.headers["content-type"] == "application/problem+json"
             assert client.get(f"/v1/transactions/{key}").status_code == 503
             assert client.get("/").status_code == 200
             own_postgres.start()
-            retried = client.post("/v1/webhooks/transactions", json=body(key))
+            retried = client.post("/v1/webhooks/transactions", json=transaction_body(key))
             assert retried.status_code == 202
             assert retried.json()["duplicate"] is False  # the 503 stored nothing
             assert client.get(f"/v1/transactions/{key}").status_code == 200

@@ -11,20 +11,11 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import DELAY_SECONDS, server_env
+from tests.support.payloads import transaction_body
 from tests.support.processes import PayhookProcess
 from tests.support.steps import read_calls
 
 pytestmark = pytest.mark.e2e
-
-
-def body(key: str) -> dict[str, object]:
-    return {
-        "transaction_id": key,
-        "source_account": "acc_a",
-        "destination_account": "acc_b",
-        "amount": 25,
-        "currency": "GBP",
-    }
 
 
 def statuses(base_url: str, keys: list[str]) -> Counter[str]:
@@ -55,10 +46,16 @@ def test_kill_9_while_waiting_and_running_then_restart_processes_each_once(
     try:
         with httpx.Client(base_url=server.base_url, timeout=10) as client:
             for key in running:
-                assert client.post("/v1/webhooks/transactions", json=body(key)).status_code == 202
+                assert (
+                    client.post("/v1/webhooks/transactions", json=transaction_body(key)).status_code
+                    == 202
+                )
             time.sleep(DELAY_SECONDS + 0.5)  # the slow ones are now mid-step
             for key in waiting:
-                assert client.post("/v1/webhooks/transactions", json=body(key)).status_code == 202
+                assert (
+                    client.post("/v1/webhooks/transactions", json=transaction_body(key)).status_code
+                    == 202
+                )
         server.kill()
         server.env["PAYHOOK_TEST_SLOW_SECONDS"] = "0"
         server.start()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from tests.support.payloads import transaction_body
+
 WEBHOOK = "/v1/webhooks/transactions"
 
 
@@ -28,14 +30,7 @@ class ProviderLog:
 
 
 def transaction(key: str) -> bytes:
-    body = {
-        "transaction_id": key,
-        "source_account": "acc_src",
-        "destination_account": "acc_dst",
-        "amount": 42.5,
-        "currency": "EUR",
-    }
-    return json.dumps(body).encode()
+    return json.dumps(transaction_body(key, amount=42.5, currency="EUR")).encode()
 
 
 class Provider:
