@@ -17,10 +17,11 @@ import click
 import httpx
 import structlog
 import uvicorn
+from pydantic import ValidationError
 from simplejson import dumps
 
 from payhook.app import build_runtime, freeze_startup_objects
-from payhook.config import Settings, SignatureScheme
+from payhook.config import Settings, SignatureScheme, settings_problem
 from payhook.db import create_engine
 from payhook.http_server import HeadDeadlineProtocol
 from payhook.observability.logging import configure_logging
@@ -79,7 +80,10 @@ def worker() -> None:
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise click.ClickException(settings_problem(exc)) from None
     configure_logging(settings)
     return settings
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from payhook.webhooks.allowlist import parse_networks
@@ -41,6 +50,7 @@ class SignatureScheme(StrEnum):
 
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
+DEFAULT_PROCESSING_STEP = "payhook.processing.steps:simulated_external_call"
 
 
 class Settings(BaseSettings):
@@ -66,7 +76,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1)
 
     processing_delay_seconds: float = Field(30.0, ge=0)
-    processing_step: str = "payhook.processing.steps:simulated_external_call"
+    processing_step: str = DEFAULT_PROCESSING_STEP
     processing_timeout_seconds: PositiveSeconds = 30.0
     max_retries: int = Field(3, ge=0)
     retry_backoff_seconds: PositiveSeconds = 2.0
@@ -91,6 +101,20 @@ class Settings(BaseSettings):
     # X-Forwarded-For is believed only from a peer in TRUSTED_PROXIES.
     webhook_allowed_ips: str = ""
     trusted_proxies: str = ""
+
+    # Forwarding (payhook.forwarding): with DESTINATION_URL set, each due transaction is posted
+    # there, signed with DESTINATION_SECRET; that is the processing step.
+    destination_url: AnyHttpUrl | None = None
+    destination_secret: SecretStr | None = None
+    destination_timeout_seconds: PositiveSeconds = 10.0
+    destination_max_in_flight: int = Field(64, ge=1)
+    destination_max_per_second: float | None = Field(None, gt=0)
+    # This many connection errors, timeouts or 5xx in a row mean the destination is down:
+    # deliveries then wait (without spending attempts) for a probe, first after
+    # DESTINATION_PROBE_SECONDS, doubling up to DESTINATION_PROBE_MAX_SECONDS.
+    destination_failure_threshold: int = Field(3, ge=1)
+    destination_probe_seconds: PositiveSeconds = 5.0
+    destination_probe_max_seconds: PositiveSeconds = 60.0
 
     # Operator endpoints (listing, replay, /metrics, the console) exist only when this is set.
     admin_token: SecretStr | None = None
@@ -144,6 +168,24 @@ class Settings(BaseSettings):
             raise ValueError("EXECUTOR=celery needs REDIS_URL")
         return self
 
+    @model_validator(mode="after")
+    def _forwarding_is_complete(self) -> Settings:
+        if self.destination_url is None:
+            return self
+        if self.processing_step != DEFAULT_PROCESSING_STEP:
+            raise ValueError(
+                "set DESTINATION_URL or PROCESSING_STEP, not both: forwarding is the step"
+            )
+        if not _is_whsec(self.destination_secret):
+            raise ValueError("DESTINATION_URL needs DESTINATION_SECRET=whsec_<base64> to sign with")
+        if self.destination_timeout_seconds >= self.processing_timeout_seconds:
+            raise ValueError("DESTINATION_TIMEOUT_SECONDS must be below PROCESSING_TIMEOUT_SECONDS")
+        if self.destination_probe_max_seconds < self.destination_probe_seconds:
+            raise ValueError(
+                "DESTINATION_PROBE_MAX_SECONDS must be at least DESTINATION_PROBE_SECONDS"
+            )
+        return self
+
     @property
     def admin_token_value(self) -> str | None:
         """ADMIN_TOKEN, or None when unset or blank (operator routes then answer 404)."""
@@ -175,6 +217,33 @@ _SCHEMES = {
     "sqlite": "sqlite+aiosqlite",
     "sqlite+aiosqlite": "sqlite+aiosqlite",
 }
+
+
+def whsec_key(secret: str) -> bytes:
+    """The key a Standard Webhooks secret (`whsec_<base64>`) stands for; ValueError if malformed."""
+    encoded = secret.removeprefix("whsec_")
+    # Padding is optional in the wild (the reference library appends it too). binascii.Error
+    # is a ValueError, and so is the error for a non-ASCII string.
+    return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+
+
+def settings_problem(error: ValidationError) -> str:
+    """A settings error as one line per problem, naming the variable: what `payhook` prints."""
+    lines = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        names = ".".join(str(part) for part in item["loc"]).upper()
+        lines.append(f"{names}: {message}" if names else message)
+    return "\n".join(lines)
+
+
+def _is_whsec(secret: SecretStr | None) -> bool:
+    if secret is None or not secret.get_secret_value().startswith("whsec_"):
+        return False
+    try:
+        return bool(whsec_key(secret.get_secret_value()))
+    except ValueError:
+        return False
 
 
 def normalise_database_url(url: str) -> str:

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+from click.testing import CliRunner
+
+from payhook.cli import main
 from payhook.config import Settings, normalise_database_url
 
 
@@ -38,3 +42,49 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("PORT", "9000")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert (settings.processing_delay_seconds, settings.port) == (2.5, 9000)
+
+
+FORWARDING: dict[str, Any] = {
+    "destination_url": "https://example.com/hooks",
+    "destination_secret": "whsec_c2VjcmV0",
+}
+
+
+def forwarding(**overrides: Any) -> Settings:
+    return Settings(_env_file=None, **{**FORWARDING, **overrides})
+
+
+def test_forwarding_and_a_processing_step_are_refused_together() -> None:
+    with pytest.raises(ValueError, match="set DESTINATION_URL or PROCESSING_STEP, not both"):
+        forwarding(processing_step="tests.support.steps:record_and_script")
+
+
+@pytest.mark.parametrize("secret", [None, "", "c2VjcmV0", "whsec_", "whsec_not base64!"])
+def test_forwarding_needs_a_standard_webhooks_secret(secret: str | None) -> None:
+    with pytest.raises(ValueError, match=r"DESTINATION_SECRET=whsec_<base64>"):
+        forwarding(destination_secret=secret)
+
+
+def test_the_destination_timeout_fits_in_the_processing_timeout() -> None:
+    with pytest.raises(ValueError, match="DESTINATION_TIMEOUT_SECONDS must be below"):
+        forwarding(destination_timeout_seconds=30)
+
+
+def test_forwarding_settings() -> None:
+    settings = forwarding()
+    assert str(settings.destination_url) == "https://example.com/hooks"
+    assert settings.destination_max_in_flight == 64
+    assert settings.destination_max_per_second is None
+    assert Settings(_env_file=None).destination_url is None
+
+
+def test_payhook_refuses_to_start_with_a_one_line_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESTINATION_URL", "https://example.com/hooks")
+    monkeypatch.setenv("PROCESSING_STEP", "tests.support.steps:record_and_script")
+
+    result = CliRunner().invoke(main, ["worker"])
+
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: set DESTINATION_URL or PROCESSING_STEP, not both: forwarding is the step\n"
+    )

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
-from payhook.config import Settings, SignatureScheme
+from payhook.config import Settings, SignatureScheme, whsec_key
 from payhook.errors import SignatureInvalid
 
 Clock = Callable[[], float]
@@ -160,11 +160,9 @@ def _required(keys: list[bytes]) -> list[bytes]:
 
 
 def _standard_key(secret: str) -> bytes:
-    encoded = secret.removeprefix("whsec_")
     try:
-        # Padding is optional in the wild (the reference library appends it too).
-        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except ValueError:  # binascii.Error is one, and so is a non-ASCII string
+        return whsec_key(secret)
+    except ValueError:
         raise ValueError("WEBHOOK_SECRET must be whsec_<base64> for standard-webhooks") from None
 
 
