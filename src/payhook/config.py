@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_tolerance_seconds: int = Field(300, ge=1)
     allow_unsigned_webhooks: bool = False
+    # Provider endpoints (/v1/webhooks/<provider>) answer 404 until their secret is set;
+    # comma-separated like WEBHOOK_SECRET. The tolerance above applies to them too.
+    stripe_webhook_secret: SecretStr | None = None
     # Comma-separated CIDR lists. Empty WEBHOOK_ALLOWED_IPS lets every address post webhooks;
     # X-Forwarded-For is believed only from a peer in TRUSTED_PROXIES.
     webhook_allowed_ips: str = ""
@@ -157,10 +160,12 @@ class Settings(BaseSettings):
     @property
     def webhook_secrets(self) -> tuple[str, ...]:
         """WEBHOOK_SECRET split on commas: any one of them verifies, the first one signs."""
-        if self.webhook_secret is None:
-            return ()
-        parts = self.webhook_secret.get_secret_value().split(",")
-        return tuple(part.strip() for part in parts if part.strip())
+        return split_secrets(self.webhook_secret)
+
+    @property
+    def stripe_webhook_secrets(self) -> tuple[str, ...]:
+        """STRIPE_WEBHOOK_SECRET split on commas; empty while the Stripe endpoint is off."""
+        return split_secrets(self.stripe_webhook_secret)
 
     @model_validator(mode="after")
     def _celery_needs_redis(self) -> Settings:
@@ -208,6 +213,14 @@ class Settings(BaseSettings):
     def lease_seconds(self) -> float:
         """How long a claim protects a row: the step timeout plus room to record the outcome."""
         return self.processing_timeout_seconds + 10.0
+
+
+def split_secrets(value: SecretStr | None) -> tuple[str, ...]:
+    """A comma-separated secret setting as its non-blank parts (several during a rotation)."""
+    if value is None:
+        return ()
+    parts = value.get_secret_value().split(",")
+    return tuple(part.strip() for part in parts if part.strip())
 
 
 _SCHEMES = {

@@ -1,0 +1,1 @@
+"""Payment providers' own webhooks: verification, mapping to observations, the payment state."""

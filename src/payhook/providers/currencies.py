@@ -1,0 +1,90 @@
+"""Minor units by each provider's rules, converted exactly.
+
+Providers send amounts as integers in "the currency's smallest unit", but which unit that is
+differs from ISO 4217 and between providers: Stripe keeps ISK, HUF and TWD two-decimal in its
+API although ISO 4217 gives ISK none (an ISK amount of 500 is 5 krónur), while it counts UGX in
+whole shillings where ISO 4217 says two decimals. So each provider has a table of the currencies
+where it says so, and every other currency falls back to ISO 4217's exponent (the `iso4217`
+package, the ISO table itself; CLDR data such as babel's disagrees with it for HUF and IDR).
+
+`to_major` divides by a power of ten exactly (no float, no context rounding).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Context, Decimal
+from types import MappingProxyType
+
+import iso4217
+
+
+class UnknownCurrency(ValueError):
+    """Neither the provider's table nor ISO 4217 knows this code."""
+
+
+def _table(**groups: tuple[str, ...]) -> Mapping[str, int]:
+    exponents = {code: int(name[1:]) for name, codes in groups.items() for code in codes}
+    return MappingProxyType(exponents)
+
+
+# https://docs.stripe.com/currencies: "Zero-decimal currencies", "Three-decimal currencies"
+# (their amounts end in 0) and "Special cases": ISK is whole krónur, but "backwards compatibility
+# requires you to represent it as a two-decimal value" (an amount of 100 is 1 ISK); HUF and TWD
+# charges are two-decimal (zero-decimal only for payouts). UGX is in the zero-decimal list.
+STRIPE: Mapping[str, int] = _table(
+    e0=(
+        "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
+        "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+    ),
+    e2=("HUF", "ISK", "TWD"),
+    e3=("BHD", "JOD", "KWD", "OMR", "TND"),
+)  # fmt: skip
+
+TABLES: Mapping[str, Mapping[str, int]] = MappingProxyType({"stripe": STRIPE})
+"""Each provider's exceptions to ISO 4217, by provider name."""
+
+# As the generic contract: at most 20 integer and 18 fractional digits.
+_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,18})?")
+_EXACT = Context(prec=60)  # room for every digit the pattern admits, shifted: nothing rounds
+
+
+def iso_exponent(currency: str) -> int:
+    """ISO 4217's minor-unit exponent of an active currency code (upper case)."""
+    try:
+        exponent = iso4217.Currency(currency).exponent
+    except ValueError:
+        raise UnknownCurrency(f"{currency!r} is not an ISO 4217 currency code") from None
+    if exponent is None:  # XAU, XDR and kin have no minor unit
+        raise UnknownCurrency(f"{currency!r} has no minor unit in ISO 4217")
+    return exponent
+
+
+def exponent(provider: str, currency: str) -> int:
+    """How many decimals `provider` puts in the integer amounts of `currency`."""
+    code = currency.upper()
+    table = TABLES.get(provider, {})
+    return table[code] if code in table else iso_exponent(code)
+
+
+def to_major(provider: str, minor: int, currency: str) -> Decimal:
+    """`minor` units of `currency`, by `provider`'s rules, as an exact decimal in major units."""
+    sign, digits, power = Decimal(minor).as_tuple()
+    assert isinstance(power, int)  # an int's Decimal is always finite
+    return Decimal((sign, digits, power - exponent(provider, currency)))
+
+
+def parse_major(provider: str, value: str, currency: str) -> tuple[Decimal, int]:
+    """A decimal string in major units (PayPal's `"10.99"`) as (exact Decimal, minor units).
+
+    Raises ValueError for anything but plain non-negative digits, and for more fractional
+    digits than the currency has (`"10.999"` USD is not an amount, and is not rounded).
+    """
+    if not _DECIMAL.fullmatch(value):
+        raise ValueError(f"{value!r} is not a plain decimal amount")
+    major = Decimal(value)
+    scaled = major.scaleb(exponent(provider, currency), context=_EXACT)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value!r} has more decimals than {currency.upper()} allows")
+    return major, int(scaled)

@@ -1,0 +1,17 @@
+"""Every provider payhook knows, by the name in its endpoint `/v1/webhooks/<name>`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from payhook.config import Settings
+from payhook.providers import stripe
+from payhook.providers.base import Provider
+
+PROVIDERS: Mapping[str, Provider] = MappingProxyType({stripe.NAME: stripe.PROVIDER})
+
+
+def configured(settings: Settings) -> list[Provider]:
+    """The providers whose secret is set: their endpoints answer, the others are 404."""
+    return [provider for provider in PROVIDERS.values() if provider.configured(settings)]

@@ -1,0 +1,175 @@
+"""The payment state: a pure function of the set of observations, in any arrival order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+
+from payhook.providers.model import EventVerdict, Observation, Observed, PaymentState
+from payhook.providers.state import PaymentSnapshot, fold, judge
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+S = PaymentState
+
+
+def seen(number: int, **fields: object) -> Observed:
+    """Observation number `number`, occurring `number` seconds after T0."""
+    observation = Observation(**fields)  # type: ignore[arg-type]
+    return Observed(observation, T0 + timedelta(seconds=number), f"evt_{number:03d}")
+
+
+def state_of(*items: Observed) -> PaymentState | None:
+    snapshot = fold(items)
+    return snapshot.payment_state if snapshot else None
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ([S.PENDING], S.PENDING),
+        ([S.PENDING, S.AUTHORIZED], S.AUTHORIZED),
+        ([S.AUTHORIZED, S.CAPTURED], S.CAPTURED),
+        ([S.CAPTURED, S.AUTHORIZED], S.CAPTURED),  # a late amount_capturable_updated
+        ([S.FAILED, S.CAPTURED], S.CAPTURED),  # a retried payment
+        ([S.CAPTURED, S.FAILED], S.CAPTURED),  # the declined attempt's event arrives late
+        ([S.FAILED, S.AUTHORIZED], S.AUTHORIZED),
+        ([S.AUTHORIZED, S.CANCELED], S.CANCELED),
+        ([S.FAILED, S.CANCELED], S.CANCELED),
+        ([S.CANCELED, S.CAPTURED], S.CAPTURED),
+        ([S.PENDING, S.FAILED], S.FAILED),
+    ],
+)
+def test_base_state_precedence(states: list[PaymentState], expected: PaymentState) -> None:
+    items = [
+        seen(n, state=state, amount_minor=1000, currency="USD") for n, state in enumerate(states)
+    ]
+    assert state_of(*items) is expected
+
+
+def test_no_base_state_means_no_snapshot() -> None:
+    refund = seen(1, refund_id="re_1", refund_minor=500, currency="USD")
+    dispute = seen(2, dispute_opened=True)
+    assert fold([refund, dispute]) is None
+    assert fold([]) is None
+
+
+def test_refund_before_payment_is_applied_when_the_payment_arrives() -> None:
+    refund = seen(1, refund_id="re_1", refund_minor=400, currency="USD")
+    paid = seen(2, state=S.CAPTURED, amount_minor=1000, currency="USD", source_account="cus_1")
+    assert fold([refund, paid]) == PaymentSnapshot(
+        payment_state=S.PARTIALLY_REFUNDED,
+        amount_minor=1000,
+        currency="USD",
+        amount_refunded_minor=400,
+        disputed=False,
+        source_account="cus_1",
+        destination_account=None,
+    )
+
+
+def test_refunds_sum_per_distinct_id_and_failed_ones_count_for_nothing() -> None:
+    paid = seen(0, state=S.CAPTURED, amount_minor=1000, currency="USD")
+    first = seen(1, refund_id="re_1", refund_minor=300)
+    first_again = seen(2, refund_id="re_1", refund_minor=300)  # refund.updated of the same one
+    second = seen(3, refund_id="re_2", refund_minor=200)
+    failed = seen(4, refund_id="re_3", refund_minor=500)
+    failed_later = seen(5, refund_id="re_3", refund_minor=500, refund_failed=True)
+    snapshot = fold([paid, first, first_again, second, failed, failed_later])
+    assert snapshot is not None
+    assert snapshot.amount_refunded_minor == 500
+    assert snapshot.payment_state is S.PARTIALLY_REFUNDED
+
+
+def test_the_cumulative_figure_counts_refunds_whose_own_events_are_missing() -> None:
+    paid = seen(0, state=S.CAPTURED, amount_minor=1000, currency="USD")
+    one_refund = seen(1, refund_id="re_1", refund_minor=300)
+    charge_refunded = seen(2, state=S.CAPTURED, amount_minor=1000, refunded_total_minor=1000)
+    snapshot = fold([paid, one_refund, charge_refunded])
+    assert snapshot is not None
+    assert (snapshot.payment_state, snapshot.amount_refunded_minor) == (S.REFUNDED, 1000)
+
+
+def test_refunds_do_not_change_a_payment_that_is_not_captured() -> None:
+    authorized = seen(0, state=S.AUTHORIZED, amount_minor=1000, currency="USD")
+    refund = seen(1, refund_id="re_1", refund_minor=1000)
+    snapshot = fold([authorized, refund])
+    assert snapshot is not None
+    assert (snapshot.payment_state, snapshot.amount_refunded_minor) == (S.AUTHORIZED, 1000)
+
+
+def test_disputed_once_opened_or_closed_and_stays() -> None:
+    paid = seen(0, state=S.CAPTURED, amount_minor=1000, currency="USD")
+    assert fold([paid, seen(1, dispute_opened=True)]).disputed  # type: ignore[union-attr]
+    assert fold([paid, seen(1, dispute_closed=True)]).disputed  # type: ignore[union-attr]
+    assert not fold([paid]).disputed  # type: ignore[union-attr]
+
+
+def test_amount_and_accounts_come_from_the_highest_ranked_observation() -> None:
+    created = seen(5, state=S.PENDING, amount_minor=1000, currency="USD", source_account="pm_1")
+    captured = seen(1, state=S.CAPTURED, amount_minor=600, currency="USD", source_account="cus_1")
+    refund = seen(9, refund_id="re_1", refund_minor=100, currency="USD")
+    snapshot = fold([created, captured, refund])
+    assert snapshot is not None
+    assert (snapshot.amount_minor, snapshot.source_account) == (600, "cus_1")
+
+
+def test_verdicts_in_arrival_order() -> None:
+    refund = seen(3, refund_id="re_1", refund_minor=500)
+    paid = seen(2, state=S.CAPTURED, amount_minor=1000, currency="USD")
+    late = seen(1, state=S.AUTHORIZED, amount_minor=1000, currency="USD")
+    verdicts, snapshot = judge([], [refund, paid, late])
+    assert verdicts == [EventVerdict.WAITING, EventVerdict.APPLIED, EventVerdict.STALE]
+    assert snapshot is not None
+    assert snapshot.payment_state is S.PARTIALLY_REFUNDED
+    again, _ = judge([refund, paid, late], [seen(4, dispute_opened=True)])
+    assert again == [EventVerdict.APPLIED]
+
+
+# -- the property: any order of the same events gives the same snapshot -----------------------
+
+observations = st.builds(
+    Observation,
+    state=st.none() | st.sampled_from([S.PENDING, S.AUTHORIZED, S.CAPTURED, S.FAILED, S.CANCELED]),
+    amount_minor=st.none() | st.integers(0, 10_000),
+    currency=st.none() | st.sampled_from(["USD", "JPY"]),
+    refund_id=st.none() | st.sampled_from(["re_1", "re_2", "re_3"]),
+    refund_minor=st.none() | st.integers(0, 10_000),
+    refund_failed=st.booleans(),
+    refunded_total_minor=st.none() | st.integers(0, 10_000),
+    dispute_opened=st.booleans(),
+    dispute_closed=st.booleans(),
+    source_account=st.none() | st.sampled_from(["cus_1", "cus_2"]),
+    destination_account=st.none() | st.sampled_from(["acct_1", "acct_2"]),
+)
+events = st.lists(
+    st.tuples(observations, st.none() | st.integers(0, 5)), min_size=0, max_size=12
+).map(
+    lambda pairs: [
+        Observed(obs, None if at is None else T0 + timedelta(seconds=at), f"evt_{n:02d}")
+        for n, (obs, at) in enumerate(pairs)
+    ]
+)
+
+
+@hypothesis_settings(database=None, deadline=None, max_examples=200)
+@given(items=events, data=st.data())
+def test_any_arrival_order_folds_to_the_same_snapshot(
+    items: list[Observed], data: st.DataObject
+) -> None:
+    shuffled = data.draw(st.permutations(items))
+    assert fold(shuffled) == fold(items)
+    # Event by event, as the ingest sees them, the last snapshot is the same too.
+    _, stepwise = judge(shuffled[: len(shuffled) // 2], shuffled[len(shuffled) // 2 :])
+    assert stepwise == fold(items)
+
+
+@hypothesis_settings(database=None, deadline=None, max_examples=200)
+@given(items=events, data=st.data())
+def test_a_repeated_event_changes_nothing(items: list[Observed], data: st.DataObject) -> None:
+    if items:
+        repeated = data.draw(st.sampled_from(items))
+        assert fold([*items, repeated]) == fold(items)
