@@ -42,7 +42,47 @@ STRIPE: Mapping[str, int] = _table(
     e3=("BHD", "JOD", "KWD", "OMR", "TND"),
 )  # fmt: skip
 
-TABLES: Mapping[str, Mapping[str, int]] = MappingProxyType({"stripe": STRIPE})
+# Razorpay's supported-currency table (razorpay.com/docs/payments/international-payments), all
+# of it: "three decimal currencies, such as KWD, BHD and OMR" end in 0 like Stripe's.
+RAZORPAY: Mapping[str, int] = _table(
+    e0=(
+        "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW",
+        "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+    ),
+    e2=(
+        "AED", "ALL", "AMD", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BMD", "BND",
+        "BOB", "BRL", "BSD", "BTN", "BWP", "BZD", "CAD", "CHF", "CNY", "COP", "CRC", "CUP",
+        "CVE", "CZK", "DKK", "DOP", "DZD", "EGP", "ETB", "EUR", "FJD", "GBP", "GHS", "GIP",
+        "GMD", "GTQ", "GYD", "HKD", "HNL", "HRK", "HTG", "HUF", "IDR", "ILS", "INR", "JMD",
+        "KES", "KGS", "KHR", "KYD", "KZT", "LAK", "LKR", "LRD", "LSL", "MAD", "MDL", "MGA",
+        "MKD", "MMK", "MNT", "MOP", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD", "NGN",
+        "NIO", "NOK", "NPR", "NZD", "PEN", "PGK", "PHP", "PKR", "PLN", "QAR", "RON", "RSD",
+        "RUB", "SAR", "SCR", "SEK", "SGD", "SLL", "SOS", "SVC", "SZL", "THB", "TRY", "TTD",
+        "TWD", "TZS", "UAH", "USD", "UYU", "UZS", "XCD", "YER", "ZAR", "ZMW",
+    ),
+    e3=("BHD", "IQD", "JOD", "KWD", "OMR", "TND"),
+)  # fmt: skip
+
+# https://docs.adyen.com/development-resources/currency-codes: CLP and ISK two decimals, CVE
+# and IDR none ("differs from standard"), and the zero-, one- and three-decimal currencies
+# Adyen lists (the same lists as its web library's currency-decimals table).
+ADYEN: Mapping[str, int] = _table(
+    e0=(
+        "BYR", "CVE", "DJF", "GNF", "IDR", "JPY", "KMF", "KRW",
+        "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+    ),
+    e1=("MRO",),
+    e2=("CLP", "ISK"),
+    e3=("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"),
+)  # fmt: skip
+
+# PayPal's currency codes reference: HUF, JPY and TWD take no decimals ("decimal amounts cause
+# an error"); the other currencies PayPal lists have two, as ISO 4217 gives them.
+PAYPAL: Mapping[str, int] = _table(e0=("HUF", "JPY", "TWD"))
+
+TABLES: Mapping[str, Mapping[str, int]] = MappingProxyType(
+    {"stripe": STRIPE, "razorpay": RAZORPAY, "adyen": ADYEN, "paypal": PAYPAL}
+)
 """Each provider's exceptions to ISO 4217, by provider name."""
 
 # As the generic contract: at most 20 integer and 18 fractional digits.

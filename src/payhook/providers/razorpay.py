@@ -1,0 +1,156 @@
+"""Razorpay: `X-Razorpay-Signature` over the raw body, events named in the body, one per request.
+
+Razorpay signs no timestamp, so a captured request can be replayed at any time: the permanent
+dedupe on `x-razorpay-event-id` is what makes a replay harmless. The transaction is the payment
+entity (`pay_...`); refunds attach through their `payment_id`. Amounts are integers in the
+currency's smallest unit by Razorpay's own exponent table (`currencies.RAZORPAY`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+
+from payhook.providers import fields
+from payhook.providers.fields import JsonObject, Unmappable
+from payhook.providers.model import Observation, PaymentState, ProviderEvent
+from payhook.webhooks import signatures
+
+NAME = "razorpay"
+SIGNATURE_HEADER = "x-razorpay-signature"
+EVENT_ID_HEADER = "x-razorpay-event-id"
+
+_PAYMENT_STATES = {
+    "payment.authorized": PaymentState.AUTHORIZED,
+    "payment.captured": PaymentState.CAPTURED,
+    "payment.failed": PaymentState.FAILED,
+}
+_REFUND_EVENTS = frozenset({"refund.created", "refund.processed", "refund.failed"})
+# The payment entity's own status, as embedded in refund events. A refunded payment was captured.
+_ENTITY_STATES = {
+    "authorized": PaymentState.AUTHORIZED,
+    "captured": PaymentState.CAPTURED,
+    "refunded": PaymentState.CAPTURED,
+    "failed": PaymentState.FAILED,
+}
+
+
+class Verifier:
+    """Checks `X-Razorpay-Signature` (hex HMAC-SHA256 of the body) against each secret."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self._scheme = signatures.Razorpay(secrets)
+
+    def verify(self, headers: signatures.Headers, raw: bytes) -> None:
+        """Raise SignatureInvalid unless a configured secret signed exactly these bytes."""
+        self._scheme.verify(headers, raw)
+
+    def sign(self, raw: bytes) -> dict[str, str]:
+        """The signature header Razorpay would send for `raw` (first secret)."""
+        return self._scheme.sign(raw, timestamp=0, msg_id="")
+
+
+def parse(headers: signatures.Headers, raw: bytes) -> list[ProviderEvent]:
+    """The one event a verified Razorpay request carries (ignored, with a reason, if unmappable)."""
+    body = fields.load_json(raw)
+    event_id = headers.get(EVENT_ID_HEADER) or _content_id(raw)
+    event_type = body.get("event") if isinstance(body, dict) else None
+    if not isinstance(event_type, str) or not event_type:
+        return [_ignored(event_id, "unknown", raw, "the body names no event")]
+    try:
+        return [_mapped(fields.obj(body, "body"), event_id, event_type, raw)]
+    except Unmappable as exc:
+        return [_ignored(event_id, event_type, raw, str(exc))]
+
+
+def _mapped(body: JsonObject, event_id: str, event_type: str, raw: bytes) -> ProviderEvent:
+    occurred = fields.unix_time(body, "created_at")
+    payload = fields.member(body, "payload")
+    account = fields.optional_text(body, "account_id")
+    if event_type in _PAYMENT_STATES:
+        payment = _entity(payload, "payment")
+        seen = _payment_observation(payment, account, _PAYMENT_STATES[event_type], refunds=True)
+        return _event(event_id, event_type, fields.text(payment, "id"), occurred, seen, raw)
+    if event_type in _REFUND_EVENTS:
+        refund = _entity(payload, "refund")
+        seen = _refund_observation(refund, payload, account, event_type)
+        return _event(event_id, event_type, fields.text(refund, "payment_id"), occurred, seen, raw)
+    raise Unmappable(f"payhook does not use {event_type} events")
+
+
+def _payment_observation(
+    payment: JsonObject, account: str | None, state: PaymentState | None, *, refunds: bool
+) -> Observation:
+    refunded = payment.get("amount_refunded")
+    return Observation(
+        state=state,
+        amount_minor=fields.integer(payment, "amount"),
+        currency=_currency(payment),
+        refunded_total_minor=refunded if refunds and _is_count(refunded) else None,
+        source_account=_payer(payment),
+        destination_account=account,
+    )
+
+
+def _refund_observation(
+    refund: JsonObject, payload: JsonObject, account: str | None, event_type: str
+) -> Observation:
+    failed = event_type == "refund.failed" or refund.get("status") == "failed"
+    seen = Observation(currency=_currency(refund), destination_account=account)
+    if "payment" in payload:
+        payment = _entity(payload, "payment")
+        status = payment.get("status")
+        state = _ENTITY_STATES.get(status) if isinstance(status, str) else None
+        # The payment's amount_refunded is cumulative, but only a settled refund vouches for
+        # it: a failed refund's event still shows the figure from before it failed.
+        settled = refund.get("status") == "processed" and not failed
+        seen = _payment_observation(payment, account, state, refunds=settled)
+    return dataclasses.replace(
+        seen,
+        refund_id=fields.text(refund, "id"),
+        refund_minor=fields.integer(refund, "amount"),
+        refund_failed=failed,
+    )
+
+
+def _entity(payload: JsonObject, name: str) -> JsonObject:
+    return fields.member(fields.member(payload, name), "entity")
+
+
+def _currency(entity: JsonObject) -> str:
+    return fields.known_currency(NAME, entity.get("currency"))
+
+
+def _payer(payment: JsonObject) -> str | None:
+    """Who paid, as far as the payment says without personal data: customer, token or card."""
+    for key in ("customer_id", "token_id", "card_id"):
+        found = fields.optional_text(payment, key)
+        if found:
+            return found
+    return None
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _content_id(raw: bytes) -> str:
+    """Razorpay always sends an event id; without one, identical bodies are the same event."""
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _event(
+    event_id: str,
+    event_type: str,
+    transaction_id: str,
+    occurred: datetime | None,
+    seen: Observation,
+    raw: bytes,
+) -> ProviderEvent:
+    return ProviderEvent(NAME, event_id, event_type, transaction_id, occurred, seen, raw)
+
+
+def _ignored(event_id: str, event_type: str, raw: bytes, reason: str) -> ProviderEvent:
+    return ProviderEvent(NAME, event_id, event_type, None, None, None, raw, reason)

@@ -1,0 +1,162 @@
+"""Razorpay: payhook verifies as Razorpay's own SDK does and maps Razorpay's published samples."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import razorpay
+from razorpay.errors import SignatureVerificationError
+
+from payhook.errors import InvalidRequest, SignatureInvalid
+from payhook.providers import razorpay as provider
+from payhook.providers.model import Observation, PaymentState
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "razorpay"
+SECRET = "rzp_webhook_s3cret"
+RAZORPAY_SDK = razorpay.Utility(razorpay.Client(auth=("rzp_test_key", "rzp_test_secret")))
+
+
+def sample(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+def test_a_signature_payhook_makes_is_accepted_by_razorpays_sdk_and_by_payhook() -> None:
+    body = sample("payment_captured_card")
+    headers = provider.Verifier([SECRET]).sign(body)
+
+    assert RAZORPAY_SDK.verify_webhook_signature(
+        body.decode(), headers["x-razorpay-signature"], SECRET
+    )
+    provider.Verifier(["rotated_out", SECRET]).verify(headers, body)
+
+
+@pytest.mark.parametrize(
+    ("body", "secret"),
+    [
+        (sample("payment_captured_card").replace(b'"amount": 100', b'"amount": 900'), SECRET),
+        (sample("payment_captured_card"), "another_secret"),
+    ],
+)
+def test_a_tampered_body_or_another_secret_fails_for_razorpay_and_payhook(
+    body: bytes, secret: str
+) -> None:
+    signed = provider.Verifier([SECRET]).sign(sample("payment_captured_card"))
+    with pytest.raises(SignatureVerificationError):
+        RAZORPAY_SDK.verify_webhook_signature(body.decode(), signed["x-razorpay-signature"], secret)
+    with pytest.raises(SignatureInvalid):
+        provider.Verifier([secret]).verify(signed, body)
+
+
+@pytest.mark.parametrize("header", [None, "", "00" * 32, "not hex at all", "é" * 64])
+def test_a_missing_or_wrong_signature_header_is_refused(header: str | None) -> None:
+    headers = {} if header is None else {"x-razorpay-signature": header}
+    with pytest.raises(SignatureInvalid):
+        provider.Verifier([SECRET]).verify(headers, sample("payment_captured_card"))
+
+
+@pytest.mark.parametrize(
+    ("name", "state"),
+    [
+        (f"payment_{event}_{method}", state)
+        for event, state in [
+            ("authorized", PaymentState.AUTHORIZED),
+            ("captured", PaymentState.CAPTURED),
+            ("failed", PaymentState.FAILED),
+        ]
+        for method in ("card", "netbanking", "upi", "wallets")
+    ],
+)
+def test_every_published_payment_sample_maps_to_its_payment_and_state(
+    name: str, state: PaymentState
+) -> None:
+    body = sample(name)
+    published = json.loads(body)
+    payment = published["payload"]["payment"]["entity"]
+
+    [event] = provider.parse({"x-razorpay-event-id": "evt_1"}, body)
+
+    assert (event.provider, event.event_id, event.event_type) == (
+        "razorpay",
+        "evt_1",
+        published["event"],
+    )
+    assert event.transaction_id == payment["id"]
+    assert event.occurred_at == datetime.fromtimestamp(published["created_at"], UTC)
+    assert event.observation is not None
+    assert event.observation.state is state
+    assert (event.observation.amount_minor, event.observation.currency) == (
+        payment["amount"],
+        "INR",
+    )
+    assert event.observation.destination_account == published["account_id"]
+    assert event.raw == body
+
+
+def test_a_processed_refund_attaches_to_its_payment_with_the_cumulative_refunded_figure() -> None:
+    [event] = provider.parse({"x-razorpay-event-id": "evt_r1"}, sample("refund_processed"))
+
+    assert event.transaction_id == "pay_FPoJKWQQ8lK13n"
+    assert event.observation == Observation(
+        state=PaymentState.CAPTURED,
+        amount_minor=500000,
+        currency="INR",
+        refund_id="rfnd_FS8TWyPrCsa0OB",
+        refund_minor=50000,
+        refund_failed=False,
+        refunded_total_minor=190000,
+        destination_account="acc_E7OQJcEANmBHTC",
+    )
+
+
+def test_a_failed_refund_is_marked_failed_and_does_not_vouch_for_the_cumulative_figure() -> None:
+    [event] = provider.parse({"x-razorpay-event-id": "evt_r2"}, sample("refund_failed"))
+
+    assert event.observation is not None
+    assert event.observation.refund_id == "rfnd_FS8TWyPrCsa0OB"
+    assert event.observation.refund_failed
+    assert event.observation.refunded_total_minor is None
+
+
+@pytest.mark.parametrize("name", ["refund_speed_changed"])
+def test_event_types_payhook_does_not_use_are_ignored_with_a_reason(name: str) -> None:
+    [event] = provider.parse({"x-razorpay-event-id": "evt_x"}, sample(name))
+
+    assert (event.transaction_id, event.observation) == (None, None)
+    assert event.event_type == "refund.speed_changed"
+    assert event.ignored_reason == "payhook does not use refund.speed_changed events"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b'{"event": "payment.captured"}',
+        b'{"event": "payment.captured", "payload": {"payment": {"entity": {"id": "pay_1"}}}}',
+        sample("payment_captured_card").replace(b'"amount": 100', b'"amount": true'),
+        sample("payment_captured_card").replace(b'"INR"', b'"XXQ"'),
+        sample("payment_captured_card").replace(b'"amount": 100', b'"amount": 1.5'),
+    ],
+)
+def test_a_verified_body_of_unexpected_shape_is_ignored_not_refused(body: bytes) -> None:
+    [event] = provider.parse({"x-razorpay-event-id": "evt_odd"}, body)
+
+    assert (event.event_id, event.transaction_id, event.observation) == ("evt_odd", None, None)
+    assert event.ignored_reason
+
+
+def test_a_body_that_is_not_json_is_a_client_error() -> None:
+    with pytest.raises(InvalidRequest):
+        provider.parse({"x-razorpay-event-id": "evt_1"}, b"event=payment.captured")
+
+
+def test_without_an_event_id_header_identical_bodies_share_one_dedupe_key() -> None:
+    body = sample("payment_captured_upi")
+    [first] = provider.parse({}, body)
+    [again] = provider.parse({}, body)
+    [other] = provider.parse({}, sample("payment_captured_card"))
+
+    assert first.event_id == again.event_id != other.event_id
+    assert first.event_id.startswith("sha256:")
