@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import (
     AnyHttpUrl,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -100,6 +101,25 @@ class Settings(BaseSettings):
     # Provider endpoints (/v1/webhooks/<provider>) answer 404 until their secret is set;
     # comma-separated like WEBHOOK_SECRET. The tolerance above applies to them too.
     stripe_webhook_secret: SecretStr | None = None
+    razorpay_webhook_secret: SecretStr | None = None
+    # Adyen: the HMAC key(s) in hex as the Customer Area shows them, and the optional basic-auth
+    # credentials Adyen is configured to send (both or neither).
+    adyen_hmac_key: SecretStr | None = None
+    adyen_basic_auth_username: str | None = None
+    adyen_basic_auth_password: SecretStr | None = None
+    # PayPal: the webhook id(s) of the listener (comma-separated, e.g. sandbox and live), and the
+    # hosts a PAYPAL-CERT-URL may name (HTTPS only). Change the hosts only to test against a fake.
+    paypal_webhook_id: str | None = None
+    paypal_cert_hosts: str = (
+        "api.paypal.com,api-m.paypal.com,api.sandbox.paypal.com,api-m.sandbox.paypal.com"
+    )
+    # A CA bundle to trust for that fetch instead of the system's (a fake PayPal in tests, or a
+    # TLS-inspecting proxy); unset: the usual public CAs.
+    paypal_cert_ca_file: FilePath | None = None
+    # `payhook send --provider paypal` plays PayPal: it signs with this RSA key (PEM) and names
+    # this URL, where the matching certificate must be served (tests use a fake PayPal host).
+    paypal_send_key_file: FilePath | None = None
+    paypal_send_cert_url: str | None = None
     # Comma-separated CIDR lists. Empty WEBHOOK_ALLOWED_IPS lets every address post webhooks;
     # X-Forwarded-For is believed only from a peer in TRUSTED_PROXIES.
     webhook_allowed_ips: str = ""
@@ -161,6 +181,48 @@ class Settings(BaseSettings):
     def webhook_secrets(self) -> tuple[str, ...]:
         """WEBHOOK_SECRET split on commas: any one of them verifies, the first one signs."""
         return split_secrets(self.webhook_secret)
+
+    @property
+    def razorpay_webhook_secrets(self) -> tuple[str, ...]:
+        """RAZORPAY_WEBHOOK_SECRET split on commas; empty while the Razorpay endpoint is off."""
+        return split_secrets(self.razorpay_webhook_secret)
+
+    @property
+    def adyen_hmac_keys(self) -> tuple[str, ...]:
+        """ADYEN_HMAC_KEY split on commas; empty while the Adyen endpoint is off."""
+        return split_secrets(self.adyen_hmac_key)
+
+    @property
+    def adyen_basic_auth(self) -> tuple[str, str] | None:
+        """The basic-auth credentials Adyen must send, or None when not configured."""
+        if self.adyen_basic_auth_username is None or self.adyen_basic_auth_password is None:
+            return None
+        return self.adyen_basic_auth_username, self.adyen_basic_auth_password.get_secret_value()
+
+    @property
+    def paypal_webhook_ids(self) -> tuple[str, ...]:
+        """PAYPAL_WEBHOOK_ID split on commas; empty while the PayPal endpoint is off."""
+        parts = (self.paypal_webhook_id or "").split(",")
+        return tuple(part.strip() for part in parts if part.strip())
+
+    @property
+    def paypal_cert_host_list(self) -> tuple[str, ...]:
+        """PAYPAL_CERT_HOSTS split on commas (host or host:port, lower case)."""
+        return tuple(h.strip().lower() for h in self.paypal_cert_hosts.split(",") if h.strip())
+
+    @model_validator(mode="after")
+    def _adyen_settings_are_usable(self) -> Settings:
+        for key in self.adyen_hmac_keys:
+            try:
+                bytes.fromhex(key)
+            except ValueError:
+                raise ValueError(
+                    "ADYEN_HMAC_KEY must be hexadecimal (comma-separated keys)"
+                ) from None
+        username, password = self.adyen_basic_auth_username, self.adyen_basic_auth_password
+        if (username is None) != (password is None):
+            raise ValueError("ADYEN_BASIC_AUTH_USERNAME and ADYEN_BASIC_AUTH_PASSWORD go together")
+        return self
 
     @property
     def stripe_webhook_secrets(self) -> tuple[str, ...]:

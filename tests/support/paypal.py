@@ -7,11 +7,9 @@ on a free loopback port, counts the fetches, and signs transmissions exactly as 
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import ssl
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from payhook.providers import paypal
@@ -98,18 +96,9 @@ class FakePayPal:
         key: rsa.RSAPrivateKey | None = None,
     ) -> dict[str, str]:
         """The headers PayPal sends with `raw` for the webhook `webhook_id`."""
-        transmission_id = str(uuid.uuid1())
-        sent_at = sent_at or paypal.now_rfc3339()
-        message = paypal.signing_message(transmission_id, sent_at, webhook_id, raw)
-        signature = (key or self.signing_key).sign(message, padding.PKCS1v15(), hashes.SHA256())
-        return {
-            "paypal-transmission-id": transmission_id,
-            "paypal-transmission-time": sent_at,
-            "paypal-transmission-sig": base64.b64encode(signature).decode(),
-            "paypal-cert-url": cert_url or self.cert_url,
-            "paypal-auth-algo": "SHA256withRSA",
-            "content-type": "application/json",
-        }
+        return paypal.sign(
+            key or self.signing_key, cert_url or self.cert_url, webhook_id, raw, sent_at
+        )
 
 
 @contextmanager

@@ -16,6 +16,8 @@ from payhook.errors import InvalidRequest, SignatureInvalid
 from payhook.providers import adyen as provider
 from payhook.providers.model import Observation, PaymentState
 
+pytestmark = pytest.mark.anyio
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "adyen"
 # The key of Adyen's UtilTest vector, and the one its slash/colon mocks were signed with.
 VECTOR_KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
@@ -47,7 +49,7 @@ def batch(*names: str) -> dict[str, Any]:
     }
 
 
-def test_adyens_published_test_vector() -> None:
+async def test_adyens_published_test_vector() -> None:
     item = {
         "pspReference": "7914073381342284",
         "merchantReference": "TestPayment-1407325143704",
@@ -63,18 +65,18 @@ def test_adyens_published_test_vector() -> None:
 
     assert signer.signature(item) == "coqCmt/IZ4E3CzPvMY8zTjQVL5hYJUiBRg8UU+iCWo0="
     item["additionalData"] = {"hmacSignature": signer.signature(item)}
-    signer.verify(
+    await signer.verify(
         {}, json.dumps({"notificationItems": [{"NotificationRequestItem": item}]}).encode()
     )
 
 
 @pytest.mark.parametrize("name", ["backslash", "colon", "forwardslash", "mixed"])
-def test_adyens_slash_and_colon_mocks_verify_without_escaping(name: str) -> None:
+async def test_adyens_slash_and_colon_mocks_verify_without_escaping(name: str) -> None:
     item = json.loads((FIXTURES / f"{name}_notification.json").read_text())
     body = json.dumps({"live": "false", "notificationItems": [{"NotificationRequestItem": item}]})
 
     assert is_valid_hmac_notification(json.loads(body), MOCK_KEY)
-    provider.Verifier([MOCK_KEY]).verify({}, body.encode())
+    await provider.Verifier([MOCK_KEY]).verify({}, body.encode())
 
 
 @pytest.mark.parametrize(
@@ -89,19 +91,23 @@ def test_adyens_slash_and_colon_mocks_verify_without_escaping(name: str) -> None
         "refund-false",
     ],
 )
-def test_items_signed_by_adyens_library_verify_and_a_changed_field_does_not(name: str) -> None:
+async def test_items_signed_by_adyens_library_verify_and_a_changed_field_does_not(
+    name: str,
+) -> None:
     body = signed_with_adyens_library(notification(name))
     verifier = provider.Verifier(["00ff", VECTOR_KEY])  # a rotated-out key first
-    verifier.verify({}, body)
+    await verifier.verify({}, body)
 
     tampered = json.loads(body)
     items(tampered)[0]["amount"]["value"] += 1
     assert not is_valid_hmac_notification(tampered, VECTOR_KEY)
     with pytest.raises(SignatureInvalid, match="item 0 fails"):
-        verifier.verify({}, json.dumps(tampered).encode())
+        await verifier.verify({}, json.dumps(tampered).encode())
 
 
-def test_one_bad_item_fails_the_whole_batch_though_adyens_helper_checks_only_the_first() -> None:
+async def test_one_bad_item_fails_the_whole_batch_though_adyens_helper_checks_only_the_first() -> (
+    None
+):
     body = json.loads(
         signed_with_adyens_library(batch("authorisation-true", "capture-true", "refund-true"))
     )
@@ -109,7 +115,7 @@ def test_one_bad_item_fails_the_whole_batch_though_adyens_helper_checks_only_the
 
     assert is_valid_hmac_notification(body, VECTOR_KEY)  # Adyen's helper looks at item 0 only
     with pytest.raises(SignatureInvalid, match="item 2 fails"):
-        provider.Verifier([VECTOR_KEY]).verify({}, json.dumps(body).encode())
+        await provider.Verifier([VECTOR_KEY]).verify({}, json.dumps(body).encode())
 
 
 @pytest.mark.parametrize(
@@ -121,14 +127,14 @@ def test_one_bad_item_fails_the_whole_batch_though_adyens_helper_checks_only_the
         json.dumps(notification("cancellation-true")).encode(),  # no hmacSignature at all
     ],
 )
-def test_a_notification_without_signed_items_is_refused(body: bytes) -> None:
+async def test_a_notification_without_signed_items_is_refused(body: bytes) -> None:
     with pytest.raises(SignatureInvalid):
-        provider.Verifier([VECTOR_KEY]).verify({}, body)
+        await provider.Verifier([VECTOR_KEY]).verify({}, body)
 
 
-def test_a_body_that_is_not_json_is_a_client_error() -> None:
+async def test_a_body_that_is_not_json_is_a_client_error() -> None:
     with pytest.raises(InvalidRequest):
-        provider.Verifier([VECTOR_KEY]).verify({}, b"[accepted")
+        await provider.Verifier([VECTOR_KEY]).verify({}, b"[accepted")
 
 
 @pytest.mark.parametrize(
@@ -142,17 +148,17 @@ def test_a_body_that_is_not_json_is_a_client_error() -> None:
         (None, False),
     ],
 )
-def test_basic_auth_is_checked_before_anything_else(
+async def test_basic_auth_is_checked_before_anything_else(
     authorization: str | None, accepted: bool
 ) -> None:
     verifier = provider.Verifier([VECTOR_KEY], basic_auth=("adyen", "pa55"))
     headers = {} if authorization is None else {"authorization": authorization}
     body = signed_with_adyens_library(notification("capture-true"))
     if accepted:
-        verifier.verify(headers, body)
+        await verifier.verify(headers, body)
     else:
         with pytest.raises(SignatureInvalid, match="basic-auth"):
-            verifier.verify(headers, body)
+            await verifier.verify(headers, body)
 
 
 @pytest.mark.parametrize("key", ["", "not-hex", "abc"])

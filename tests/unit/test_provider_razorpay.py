@@ -14,6 +14,8 @@ from payhook.errors import InvalidRequest, SignatureInvalid
 from payhook.providers import razorpay as provider
 from payhook.providers.model import Observation, PaymentState
 
+pytestmark = pytest.mark.anyio
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "razorpay"
 SECRET = "rzp_webhook_s3cret"
 RAZORPAY_SDK = razorpay.Utility(razorpay.Client(auth=("rzp_test_key", "rzp_test_secret")))
@@ -23,14 +25,14 @@ def sample(name: str) -> bytes:
     return (FIXTURES / f"{name}.json").read_bytes()
 
 
-def test_a_signature_payhook_makes_is_accepted_by_razorpays_sdk_and_by_payhook() -> None:
+async def test_a_signature_payhook_makes_is_accepted_by_razorpays_sdk_and_by_payhook() -> None:
     body = sample("payment_captured_card")
     headers = provider.Verifier([SECRET]).sign(body)
 
     assert RAZORPAY_SDK.verify_webhook_signature(
         body.decode(), headers["x-razorpay-signature"], SECRET
     )
-    provider.Verifier(["rotated_out", SECRET]).verify(headers, body)
+    await provider.Verifier(["rotated_out", SECRET]).verify(headers, body)
 
 
 @pytest.mark.parametrize(
@@ -40,21 +42,21 @@ def test_a_signature_payhook_makes_is_accepted_by_razorpays_sdk_and_by_payhook()
         (sample("payment_captured_card"), "another_secret"),
     ],
 )
-def test_a_tampered_body_or_another_secret_fails_for_razorpay_and_payhook(
+async def test_a_tampered_body_or_another_secret_fails_for_razorpay_and_payhook(
     body: bytes, secret: str
 ) -> None:
     signed = provider.Verifier([SECRET]).sign(sample("payment_captured_card"))
     with pytest.raises(SignatureVerificationError):
         RAZORPAY_SDK.verify_webhook_signature(body.decode(), signed["x-razorpay-signature"], secret)
     with pytest.raises(SignatureInvalid):
-        provider.Verifier([secret]).verify(signed, body)
+        await provider.Verifier([secret]).verify(signed, body)
 
 
 @pytest.mark.parametrize("header", [None, "", "00" * 32, "not hex at all", "é" * 64])
-def test_a_missing_or_wrong_signature_header_is_refused(header: str | None) -> None:
+async def test_a_missing_or_wrong_signature_header_is_refused(header: str | None) -> None:
     headers = {} if header is None else {"x-razorpay-signature": header}
     with pytest.raises(SignatureInvalid):
-        provider.Verifier([SECRET]).verify(headers, sample("payment_captured_card"))
+        await provider.Verifier([SECRET]).verify(headers, sample("payment_captured_card"))
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,16 @@ import base64
 import binascii
 import hashlib
 import hmac
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from payhook.config import Settings
 from payhook.errors import SignatureInvalid
-from payhook.providers import fields
+from payhook.providers import adyen_samples, fields
+from payhook.providers.base import Acknowledgement, Headers, SampleRequest
 from payhook.providers.fields import JsonObject, Unmappable
-from payhook.providers.model import Observation, PaymentState, ProviderEvent
-from payhook.webhooks.signatures import Headers
+from payhook.providers.model import EventReceipt, Observation, PaymentState, ProviderEvent
 
 NAME = "adyen"
 ACKNOWLEDGEMENT = b"[accepted]"
@@ -44,7 +46,7 @@ class Verifier:
             raise ValueError("ADYEN_HMAC_KEY must hold at least one key")
         self._basic = f"{basic_auth[0]}:{basic_auth[1]}".encode() if basic_auth else None
 
-    def verify(self, headers: Headers, raw: bytes) -> None:
+    async def verify(self, headers: Headers, raw: bytes) -> None:
         """Raise SignatureInvalid unless the credentials and every item's signature match."""
         if self._basic is not None:
             _check_basic_auth(headers.get("authorization", ""), self._basic)
@@ -66,6 +68,56 @@ class Verifier:
             if hmac.compare_digest(base64.b64encode(_digest(key, item)), offered):
                 return
         raise SignatureInvalid(f"Notification item {index} fails its HMAC signature.")
+
+
+class AdyenProvider:
+    """Adyen's webhooks at `/v1/webhooks/adyen` (see the module docstring)."""
+
+    name = NAME
+
+    def configured(self, settings: Settings) -> bool:
+        return bool(settings.adyen_hmac_keys)
+
+    def verifier(self, settings: Settings) -> Verifier:
+        return Verifier(settings.adyen_hmac_keys, settings.adyen_basic_auth)
+
+    def parse(self, headers: Headers, raw: bytes) -> list[ProviderEvent]:
+        return parse(headers, raw)
+
+    def acknowledge(self, receipts: Sequence[EventReceipt]) -> Acknowledgement:
+        """Adyen counts a delivery as done only when the body is `[accepted]`."""
+        return Acknowledgement(200, ACKNOWLEDGEMENT, "text/plain")
+
+    def sample_requests(
+        self, settings: Settings, payments: int, rng: random.Random
+    ) -> list[SampleRequest]:
+        """Signed notifications for `payments` payments: batched, repeated, out of order."""
+        signer = Verifier(settings.adyen_hmac_keys or (_SEND_KEY,))
+        headers = {"content-type": "application/json"}
+        if settings.adyen_basic_auth is not None:
+            credentials = ":".join(settings.adyen_basic_auth).encode()
+            headers["authorization"] = "Basic " + base64.b64encode(credentials).decode()
+        stories = adyen_samples.stories(payments, rng)
+        return [
+            SampleRequest(dict(headers), notification_body(signer, batch))
+            for batch in adyen_samples.delivery_order(stories, rng)
+        ]
+
+
+PROVIDER = AdyenProvider()
+_SEND_KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
+
+
+def notification_body(signer: Verifier, items: Sequence[JsonObject], live: bool = False) -> bytes:
+    """A JSON notification holding `items`, each signed as Adyen signs it."""
+    signed = []
+    for item in items:
+        additional = {**(item.get("additionalData") or {}), "hmacSignature": ""}
+        unsigned = {**item, "additionalData": additional}
+        additional["hmacSignature"] = signer.signature(unsigned)
+        signed.append({"NotificationRequestItem": unsigned})
+    body = {"live": "true" if live else "false", "notificationItems": signed}
+    return fields.dump_json(body)
 
 
 def notification_items(body: Any) -> list[JsonObject]:

@@ -18,6 +18,7 @@ A provider is a stateless object named after its endpoint, `POST /v1/webhooks/<n
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,3 +76,13 @@ class Provider(Protocol):
 def webhook_path(provider: Provider) -> str:
     """Where `provider` posts its webhooks."""
     return f"/v1/webhooks/{provider.name}"
+
+
+def receipts_acknowledgement(receipts: Sequence[EventReceipt]) -> Acknowledgement:
+    """A JSON 200 naming each received event's id, payment and verdict."""
+    events = [
+        {"id": r.event_id, "transaction_id": r.transaction_id, "verdict": r.verdict.value}
+        for r in receipts
+    ]
+    body = json.dumps({"received": True, "events": events}).encode()
+    return Acknowledgement(200, body, "application/json")

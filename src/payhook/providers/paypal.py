@@ -17,8 +17,10 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import random
 import ssl
 import time
+import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -28,14 +30,20 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from payhook.config import Settings
 from payhook.errors import ServiceUnavailable, SignatureInvalid
-from payhook.providers import fields
+from payhook.providers import fields, paypal_samples
+from payhook.providers.base import (
+    Acknowledgement,
+    Headers,
+    SampleRequest,
+    receipts_acknowledgement,
+)
 from payhook.providers.fields import JsonObject, Unmappable
-from payhook.providers.model import Observation, PaymentState, ProviderEvent
-from payhook.webhooks.signatures import Headers
+from payhook.providers.model import EventReceipt, Observation, PaymentState, ProviderEvent
 
 NAME = "paypal"
 CERT_HOSTS = (
@@ -192,6 +200,73 @@ class Verifier:
                 f"PAYPAL-TRANSMISSION-TIME is more than {self._tolerance} seconds away from the "
                 "receiver's clock: a stale or replayed delivery, or a skewed clock."
             )
+
+
+class PayPalProvider:
+    """PayPal's webhooks at `/v1/webhooks/paypal` (see the module docstring)."""
+
+    name = NAME
+
+    def configured(self, settings: Settings) -> bool:
+        return bool(settings.paypal_webhook_ids)
+
+    def verifier(self, settings: Settings) -> Verifier:
+        """One verifier per process: its certificate cache lives as long as it."""
+        trust: ssl.SSLContext | bool = True
+        if settings.paypal_cert_ca_file is not None:
+            trust = ssl.create_default_context(cafile=str(settings.paypal_cert_ca_file))
+        certificates = CertificateCache(settings.paypal_cert_host_list, fetch_over_https(trust))
+        return Verifier(
+            settings.paypal_webhook_ids, certificates, settings.webhook_tolerance_seconds
+        )
+
+    def parse(self, headers: Headers, raw: bytes) -> list[ProviderEvent]:
+        return parse(headers, raw)
+
+    def acknowledge(self, receipts: Sequence[EventReceipt]) -> Acknowledgement:
+        return receipts_acknowledgement(receipts)
+
+    def sample_requests(
+        self, settings: Settings, payments: int, rng: random.Random
+    ) -> list[SampleRequest]:
+        """Events for `payments` captures, each transmission signed with PAYPAL_SEND_KEY_FILE."""
+        if settings.paypal_send_key_file is None or not settings.paypal_send_cert_url:
+            raise ValueError(
+                "playing PayPal needs PAYPAL_SEND_KEY_FILE and PAYPAL_SEND_CERT_URL (a key, and "
+                "where its certificate is served on a PAYPAL_CERT_HOSTS host)"
+            )
+        key = serialization.load_pem_private_key(
+            settings.paypal_send_key_file.read_bytes(), password=None
+        )
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("PAYPAL_SEND_KEY_FILE must hold an RSA private key")
+        webhook_id = (settings.paypal_webhook_ids or ("WEBHOOK_ID",))[0]
+        bodies = paypal_samples.delivery_order(paypal_samples.stories(payments, rng), rng)
+        return [
+            SampleRequest(sign(key, settings.paypal_send_cert_url, webhook_id, body), body)
+            for body in bodies
+        ]
+
+
+PROVIDER = PayPalProvider()
+
+
+def sign(
+    key: rsa.RSAPrivateKey, cert_url: str, webhook_id: str, raw: bytes, sent_at: str | None = None
+) -> dict[str, str]:
+    """The headers PayPal sends with one transmission of `raw` (signed with `key`)."""
+    transmission_id = str(uuid.uuid4())
+    sent_at = sent_at or now_rfc3339()
+    message = signing_message(transmission_id, sent_at, webhook_id, raw)
+    signature = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    return {
+        "paypal-transmission-id": transmission_id,
+        "paypal-transmission-time": sent_at,
+        "paypal-transmission-sig": base64.b64encode(signature).decode(),
+        "paypal-cert-url": cert_url,
+        "paypal-auth-algo": AUTH_ALGO,
+        "content-type": "application/json",
+    }
 
 
 def signing_message(transmission_id: str, sent_at: str, webhook_id: str, raw: bytes) -> bytes:

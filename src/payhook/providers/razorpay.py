@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
 from collections.abc import Sequence
 from datetime import datetime
 
-from payhook.providers import fields
+from payhook.config import Settings
+from payhook.providers import fields, razorpay_samples
+from payhook.providers.base import (
+    Acknowledgement,
+    Headers,
+    SampleRequest,
+    receipts_acknowledgement,
+)
 from payhook.providers.fields import JsonObject, Unmappable
-from payhook.providers.model import Observation, PaymentState, ProviderEvent
+from payhook.providers.model import EventReceipt, Observation, PaymentState, ProviderEvent
 from payhook.webhooks import signatures
 
 NAME = "razorpay"
@@ -43,13 +51,51 @@ class Verifier:
     def __init__(self, secrets: Sequence[str]) -> None:
         self._scheme = signatures.Razorpay(secrets)
 
-    def verify(self, headers: signatures.Headers, raw: bytes) -> None:
+    async def verify(self, headers: signatures.Headers, raw: bytes) -> None:
         """Raise SignatureInvalid unless a configured secret signed exactly these bytes."""
         self._scheme.verify(headers, raw)
 
     def sign(self, raw: bytes) -> dict[str, str]:
         """The signature header Razorpay would send for `raw` (first secret)."""
         return self._scheme.sign(raw, timestamp=0, msg_id="")
+
+
+class RazorpayProvider:
+    """Razorpay's webhooks at `/v1/webhooks/razorpay` (see the module docstring)."""
+
+    name = NAME
+
+    def configured(self, settings: Settings) -> bool:
+        return bool(settings.razorpay_webhook_secrets)
+
+    def verifier(self, settings: Settings) -> Verifier:
+        return Verifier(settings.razorpay_webhook_secrets)
+
+    def parse(self, headers: Headers, raw: bytes) -> list[ProviderEvent]:
+        return parse(headers, raw)
+
+    def acknowledge(self, receipts: Sequence[EventReceipt]) -> Acknowledgement:
+        return receipts_acknowledgement(receipts)
+
+    def sample_requests(
+        self, settings: Settings, payments: int, rng: random.Random
+    ) -> list[SampleRequest]:
+        """Signed events for `payments` payments, repeated and out of order as Razorpay may."""
+        signer = Verifier(settings.razorpay_webhook_secrets or ("payhook_send_secret",))
+        order = razorpay_samples.delivery_order(razorpay_samples.stories(payments, rng), rng)
+        return [_request(signer, delivery) for delivery in order]
+
+
+PROVIDER = RazorpayProvider()
+
+
+def _request(signer: Verifier, delivery: razorpay_samples.Delivery) -> SampleRequest:
+    headers = {
+        **signer.sign(delivery.body),
+        EVENT_ID_HEADER: delivery.event_id,
+        "content-type": "application/json",
+    }
+    return SampleRequest(headers, delivery.body)
 
 
 def parse(headers: signatures.Headers, raw: bytes) -> list[ProviderEvent]:

@@ -6,10 +6,15 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from payhook.config import Settings
-from payhook.providers import stripe
+from payhook.providers import adyen, paypal, razorpay, stripe
 from payhook.providers.base import Provider
 
-PROVIDERS: Mapping[str, Provider] = MappingProxyType({stripe.NAME: stripe.PROVIDER})
+PROVIDERS: Mapping[str, Provider] = MappingProxyType(
+    {
+        provider.name: provider
+        for provider in (stripe.PROVIDER, razorpay.PROVIDER, adyen.PROVIDER, paypal.PROVIDER)
+    }
+)
 
 
 def configured(settings: Settings) -> list[Provider]:
