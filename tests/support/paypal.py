@@ -27,7 +27,8 @@ from payhook.providers import paypal
 CERT_PATH = "/v1/notifications/certs/CERT-360caa42-fca2a594-test"
 
 
-def _key() -> rsa.RSAPrivateKey:
+def new_key() -> rsa.RSAPrivateKey:
+    """A fresh 2048-bit RSA key."""
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
@@ -67,7 +68,7 @@ class FakePayPal:
 
     ca_file: Path
     port: int = 0
-    signing_key: rsa.RSAPrivateKey = field(default_factory=_key)
+    signing_key: rsa.RSAPrivateKey = field(default_factory=new_key)
     served: dict[str, tuple[int, bytes, dict[str, str]]] = field(default_factory=dict)
     fetches: list[str] = field(default_factory=list)
 
@@ -104,7 +105,7 @@ class FakePayPal:
 @contextmanager
 def fake_paypal(directory: Path, *, signing_cert_days: int = 30) -> Iterator[FakePayPal]:
     """A running fake PayPal certificate host on 127.0.0.1 (HTTPS, trusted via `ca_file`)."""
-    ca_key, tls_key = _key(), _key()
+    ca_key, tls_key = new_key(), new_key()
     ca = _certificate("payhook test CA", ca_key)
     tls = _certificate("127.0.0.1", tls_key, ("payhook test CA", ca_key), ip="127.0.0.1")
     (directory / "ca.pem").write_bytes(pem(ca))

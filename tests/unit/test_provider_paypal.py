@@ -12,7 +12,7 @@ import pytest
 from payhook.errors import InvalidRequest, ServiceUnavailable, SignatureInvalid
 from payhook.providers import paypal as provider
 from payhook.providers.model import Observation, PaymentState
-from tests.support.paypal import CERT_PATH, FakePayPal, fake_paypal
+from tests.support.paypal import CERT_PATH, FakePayPal, fake_paypal, new_key
 
 pytestmark = pytest.mark.anyio
 
@@ -157,10 +157,8 @@ async def test_a_key_of_the_tests_own_served_over_https_verifies_and_is_fetched_
 
 
 async def test_another_key_than_the_certificates_is_refused(paypal_host: FakePayPal) -> None:
-    from tests.support.paypal import _key
-
     body = sample("payment_capture_completed")
-    headers = paypal_host.sign(body, WEBHOOK_ID, key=_key())
+    headers = paypal_host.sign(body, WEBHOOK_ID, key=new_key())
     with pytest.raises(SignatureInvalid, match="does not match"):
         await https_verifier(paypal_host, [WEBHOOK_ID]).verify(headers, body)
 

@@ -162,3 +162,33 @@ def test_without_an_event_id_header_identical_bodies_share_one_dedupe_key() -> N
 
     assert first.event_id == again.event_id != other.event_id
     assert first.event_id.startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("name", "opened"),
+    [
+        ("payment_dispute_created", True),
+        ("payment_dispute_under_review", True),
+        ("payment_dispute_action_required", True),
+        ("payment_dispute_won", False),
+        ("payment_dispute_lost", False),
+        ("payment_dispute_closed", False),
+    ],
+)
+def test_every_published_dispute_sample_opens_or_closes_a_dispute_on_its_payment(
+    name: str, opened: bool
+) -> None:
+    published = json.loads(sample(name))
+    dispute = published["payload"]["dispute"]["entity"]
+    payment = published["payload"]["payment"]["entity"]
+
+    [event] = provider.parse({"x-razorpay-event-id": "evt_d"}, sample(name))
+
+    assert event.transaction_id == dispute["payment_id"] == payment["id"]
+    assert event.observation is not None
+    assert (event.observation.dispute_opened, event.observation.dispute_closed) == (
+        opened,
+        not opened,
+    )
+    assert event.observation.state is PaymentState(payment["status"])  # as the payment says
+    assert event.observation.refunded_total_minor == payment["amount_refunded"]

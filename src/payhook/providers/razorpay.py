@@ -36,6 +36,15 @@ _PAYMENT_STATES = {
     "payment.failed": PaymentState.FAILED,
 }
 _REFUND_EVENTS = frozenset({"refund.created", "refund.processed", "refund.failed"})
+# payment.dispute.*: opened while it runs, closed once decided either way.
+_DISPUTE_EVENTS = {
+    "payment.dispute.created": True,
+    "payment.dispute.under_review": True,
+    "payment.dispute.action_required": True,
+    "payment.dispute.won": False,
+    "payment.dispute.lost": False,
+    "payment.dispute.closed": False,
+}
 # The payment entity's own status, as embedded in refund events. A refunded payment was captured.
 _ENTITY_STATES = {
     "authorized": PaymentState.AUTHORIZED,
@@ -123,7 +132,26 @@ def _mapped(body: JsonObject, event_id: str, event_type: str, raw: bytes) -> Pro
         refund = _entity(payload, "refund")
         seen = _refund_observation(refund, payload, account, event_type)
         return _event(event_id, event_type, fields.text(refund, "payment_id"), occurred, seen, raw)
+    if event_type in _DISPUTE_EVENTS:
+        dispute = _entity(payload, "dispute")
+        seen = _dispute_observation(payload, account, opened=_DISPUTE_EVENTS[event_type])
+        return _event(event_id, event_type, fields.text(dispute, "payment_id"), occurred, seen, raw)
     raise Unmappable(f"payhook does not use {event_type} events")
+
+
+def _dispute_observation(payload: JsonObject, account: str | None, *, opened: bool) -> Observation:
+    seen = Observation(dispute_opened=opened, dispute_closed=not opened)
+    if "payment" not in payload:
+        return seen
+    payment = _entity(payload, "payment")
+    state = _entity_state(payment)
+    observed = _payment_observation(payment, account, state, refunds=True)
+    return dataclasses.replace(observed, dispute_opened=opened, dispute_closed=not opened)
+
+
+def _entity_state(payment: JsonObject) -> PaymentState | None:
+    status = payment.get("status")
+    return _ENTITY_STATES.get(status) if isinstance(status, str) else None
 
 
 def _payment_observation(
@@ -147,8 +175,7 @@ def _refund_observation(
     seen = Observation(currency=_currency(refund), destination_account=account)
     if "payment" in payload:
         payment = _entity(payload, "payment")
-        status = payment.get("status")
-        state = _ENTITY_STATES.get(status) if isinstance(status, str) else None
+        state = _entity_state(payment)
         # The payment's amount_refunded is cumulative, but only a settled refund vouches for
         # it: a failed refund's event still shows the figure from before it failed.
         settled = refund.get("status") == "processed" and not failed
