@@ -18,12 +18,12 @@ import httpx
 import structlog
 import uvicorn
 from pydantic import ValidationError
-from simplejson import dumps
 
 from payhook.app import build_runtime, freeze_startup_objects
 from payhook.config import Settings, SignatureScheme, settings_problem
 from payhook.db import create_engine
 from payhook.http_server import HeadDeadlineProtocol
+from payhook.jsonfmt import dumps
 from payhook.observability.logging import configure_logging
 from payhook.operators.repository import Action, OperatorRepository
 from payhook.schema import is_current, upgrade

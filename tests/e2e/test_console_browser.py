@@ -6,6 +6,7 @@ browser download is not used). Screenshots go to test-artifacts/ (git-ignored).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,15 @@ def wait_for_status(base_url: str, transaction_id: str, status: str) -> None:
     raise AssertionError(f"{transaction_id} did not become {status}")
 
 
+PLACEHOLDER_FITS = """(input) => {
+    const style = getComputedStyle(input);
+    const context = document.createElement("canvas").getContext("2d");
+    context.font = style.font;
+    const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return [context.measureText(input.placeholder).width, room];
+}"""
+
+
 def test_console_shows_a_posted_transaction_and_replays_a_failed_one(
     server: PayhookProcess,
 ) -> None:
@@ -103,25 +113,63 @@ def test_console_shows_a_posted_transaction_and_replays_a_failed_one(
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{base}/console")
             page.fill("input[name=token]", TOKEN)
+            page.fill("input[name=name]", "browser-tester")
             page.click("button[type=submit]")
             expect(page.locator("#recent")).to_contain_text(HEALTHY)
             expect(page.locator("#conflicts")).to_contain_text("txn_browser_conflict")
+            expect(page.locator("#conflicts pre")).to_contain_text('"amount":9')
             expect(page.locator("[data-count=FAILED]")).to_have_text("1")
+            search = page.locator("#recent input[type=search]")
+            text_width, room = search.evaluate(PLACEHOLDER_FITS)
+            assert text_width <= room, f"placeholder cut off: {text_width:.0f}px in {room:.0f}px"
             page.wait_for_timeout(2500)  # let the charts poll and draw once
+            lateness = page.locator("#lateness-chart").get_attribute("aria-label") or ""
+            # Lateness here is milliseconds; the label once said "max 1 s" (its floor).
+            assert re.fullmatch(r"Lateness: max \d{1,3} ms", lateness), lateness
             page.screenshot(path=str(ARTIFACTS / "console-dashboard.png"), full_page=True)
 
+            search.fill(HEALTHY)
+            with page.expect_navigation() as searched:
+                page.click("#recent button[type=submit]")
+            assert searched.value is not None
+            assert searched.value.status == 200, "the form sends status= for any status"
+            assert "status=" in page.url
+            expect(page.locator("#recent tbody tr")).to_have_count(1)
+            expect(page.locator("#recent")).to_contain_text(HEALTHY)
+
+            page.goto(f"{base}/console")
+            stale = browser.new_page(viewport={"width": 1280, "height": 900})
+            stale.context.add_cookies(page.context.cookies())
+            stale.goto(f"{base}/console")
             (Path(server.env["PAYHOOK_TEST_FAIL_FLAG"])).unlink()
             page.locator(f"#failed button[data-replay='{FAILING}']").click()
             status = page.locator("#status")
             expect(status).to_have_text("PROCESSING")
             page.screenshot(path=str(ARTIFACTS / "console-replayed.png"), full_page=True)
+
+            stale.locator(f"#failed button[data-replay='{FAILING}']").click()
+            expect(stale.locator("h1")).to_contain_text("Not replayable")
+            expect(stale.locator(".problem")).to_contain_text("Only FAILED transactions")
+            stale.screenshot(path=str(ARTIFACTS / "console-stale-replay.png"), full_page=True)
+            stale.get_by_role("link", name=f"See {FAILING} as it is now").click()
+            expect(stale.locator("#status")).to_be_visible()
+
             for _ in range(50):
                 page.reload()
                 if status.inner_text() == "PROCESSED":
                     break
                 page.wait_for_timeout(200)
             expect(status).to_have_text("PROCESSED")
-            expect(page.locator("table.timeline")).to_contain_text("Operator: retry")
+            timeline = page.locator("table.timeline")
+            expect(timeline).to_contain_text("Operator: retry")
+            expect(timeline).to_contain_text("by browser-tester")
+            # One failed attempt, the replay, then the next attempt: 2, not a second "1".
+            expect(timeline).to_contain_text("Processing attempt 1")
+            expect(timeline).to_contain_text("Processing attempt 2")
             page.screenshot(path=str(ARTIFACTS / "console-timeline.png"), full_page=True)
+
+            page.goto(f"{base}/console/transactions/txn_browser_unknown")
+            expect(page.locator("h1")).to_contain_text("Not found")
+            expect(page.get_by_role("link", name="Back to the console")).to_be_visible()
         finally:
             browser.close()

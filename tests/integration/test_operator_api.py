@@ -137,6 +137,60 @@ async def test_timeline_shows_deliveries_attempts_and_operator_actions(database_
         assert missing.status_code == 404
 
 
+async def test_attempt_numbers_carry_on_after_a_replay(database_url: str) -> None:
+    """A replay resets the retry budget; the timeline still counts on (4 failed, then 5)."""
+    settings = operator_settings(database_url)
+    async with app_client(settings) as client:
+        await post(client, "again-1")
+        await add_failed_attempt(settings, "again-1", "first run")
+        await make_failed(settings, "again-1")
+        assert (await client.post("/v1/transactions/again-1/retry", headers=ADMIN)).is_success
+        await add_failed_attempt(settings, "again-1", "after the replay")
+        timeline = await client.get("/v1/transactions/again-1/timeline", headers=ADMIN)
+        attempts = [e for e in timeline.json()["events"] if e["kind"] == "attempt"]
+        assert [(e["attempt"], e["error"]) for e in attempts] == [
+            (1, "first run"),
+            (5, "after the replay"),
+        ]
+
+
+async def test_empty_query_parameters_mean_no_filter(database_url: str) -> None:
+    """The README's template, copied as written, and a browser form's `status=` list all."""
+    async with app_client(operator_settings(database_url)) as client:
+        await post(client, "empty-1")
+        await post(client, "empty-2", currency="USD")
+        template = (
+            "status=&created_after=&created_before=&account=&currency=&late="
+            "&late_after_seconds=5&conflicted=&q=&limit=50&cursor="
+        )
+        listed = await client.get(f"/v1/transactions?{template}", headers=ADMIN)
+        assert listed.status_code == 200, listed.text
+        assert {t["transaction_id"] for t in listed.json()["items"]} == {"empty-1", "empty-2"}
+        empty_limit = await client.get("/v1/transactions?limit=&late_after_seconds=", headers=ADMIN)
+        assert len(empty_limit.json()["items"]) == 2
+        narrowed = await client.get("/v1/transactions?status=&currency=USD", headers=ADMIN)
+        assert [t["transaction_id"] for t in narrowed.json()["items"]] == ["empty-2"]
+        bulk = {"filter": {"status": "", "currency": "", "q": "empty-"}, "limit": 10}
+        replayed = await client.post("/v1/transactions/retry", json=bulk, headers=ADMIN)
+        assert replayed.json() == {"retried": 0, "transaction_ids": []}
+        still_refused = await client.get("/v1/transactions?status=DONE", headers=ADMIN)
+        assert still_refused.status_code == 422
+
+
+async def test_tiny_and_large_amounts_come_back_in_plain_notation(database_url: str) -> None:
+    """1E-18 is a valid JSON number, but not what the provider sent nor what a person reads."""
+    async with app_client(operator_settings(database_url)) as client:
+        await post(client, "tiny-1", amount="0.000000000000000001")
+        await post(client, "big-1", amount="10000000000000000000")
+        contract = await client.get("/v1/transactions/tiny-1")
+        assert '"amount": 0.000000000000000001,' in contract.text
+        listed = (await client.get("/v1/transactions?q=", headers=ADMIN)).text
+        assert "0.000000000000000001" in listed
+        assert "10000000000000000000" in listed
+        assert "E-" not in listed
+        assert "E+" not in listed
+
+
 async def test_only_failed_ones_are_replayed_and_concurrent_replays_count_once(
     database_url: str,
 ) -> None:

@@ -8,22 +8,27 @@ this origin. Pages are plain HTML forms and links; JavaScript only draws the liv
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import TypeAdapter, ValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from payhook.errors import ValidationFailed
+from payhook.db import STORAGE_ERRORS
+from payhook.errors import NotFound, PayhookError, ServiceUnavailable, ValidationFailed
+from payhook.jsonfmt import plain_decimal
 from payhook.observability.metrics import pool_usage
 from payhook.operators import auth
 from payhook.operators.auth import ConsoleDep, TokenDep
 from payhook.operators.router import OperatorsDep
-from payhook.operators.schemas import ListQuery, Reason, SearchText
+from payhook.operators.schemas import Cursor, ListQuery, Reason, SearchText
 from payhook.runtime import RuntimeDep
 from payhook.timefmt import isoformat_z
 from payhook.transactions.models import TransactionStatus
@@ -38,71 +43,148 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 PANEL_SIZE = 20
+RECENT_SIZE = 50
 
-router = APIRouter(prefix="/console", include_in_schema=False)
 templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, auto_reload=False
 )
 templates.filters["when"] = lambda moment: isoformat_z(moment, "seconds") if moment else "—"
+templates.filters["amount"] = plain_decimal
 
 
-def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(
+    template: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any
+) -> HTMLResponse:
     """A template as an HTML page with the console's security headers."""
-    html = templates.get_template(name).render(**context)
-    return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+    html = templates.get_template(template).render(**context)
+    return HTMLResponse(
+        html, status_code=status_code, headers={**SECURITY_HEADERS, **(headers or {})}
+    )
 
 
-@router.get("")
+class ConsolePage(APIRoute):
+    """A console page: errors are answered as a page a person can act on, not as JSON.
+
+    Without ADMIN_TOKEN the console does not exist, and its 404 stays the API's.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except PayhookError as exc:
+                if isinstance(exc, NotFound) and _console_disabled(request):
+                    raise
+                return error_page(request, exc)
+            except RequestValidationError as exc:
+                detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+                return error_page(request, ValidationFailed(detail))
+            except STORAGE_ERRORS:
+                return error_page(request, ServiceUnavailable("Storage is unavailable."))
+
+        return page
+
+
+def error_page(request: Request, error: PayhookError) -> HTMLResponse:
+    """The error as an HTML page, with its status and headers (Retry-After, WWW-Authenticate)."""
+    if error.status_code == 401:
+        return render("login.html", 401, error.headers(), error="Log in first.", name="")
+    return render(
+        "error.html",
+        error.status_code,
+        error.headers(),
+        error=error,
+        # A link to the transaction as it is now, when it exists (a stale Replay button's 409).
+        transaction_id=error.extra.get("transaction_id") if error.status_code == 409 else None,
+    )
+
+
+def _console_disabled(request: Request) -> bool:
+    return request.app.state.runtime.settings.admin_token_value is None
+
+
+class DashboardQuery(BaseModel):
+    """The dashboard's search and its three panels' positions; empty values mean unset."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    q: SearchText | None = None
+    status: TransactionStatus | None = None
+    cursor: Cursor | None = None
+    failed_cursor: Cursor | None = None
+    conflicts_before: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value != ""}
+        return data
+
+    def link(self, **changes: str | int | None) -> str:
+        """This page with some parameters changed (None drops one)."""
+        values = {**self.model_dump(mode="json", exclude_none=True), **changes}
+        return "/console?" + urlencode({k: v for k, v in values.items() if v is not None})
+
+
+router = APIRouter(include_in_schema=False)
+pages = APIRouter(prefix="/console", include_in_schema=False, route_class=ConsolePage)
+
+
+@pages.get("")
 async def dashboard(
     request: Request,
     token: TokenDep,
     operators: OperatorsDep,
     runtime: RuntimeDep,
-    q: Annotated[SearchText | None, Query()] = None,
-    status: TransactionStatus | None = None,
+    query: Annotated[DashboardQuery, Query()],
 ) -> Response:
     """The console, or its login form when the caller has no session."""
     if auth.console_operator(request, token) is None:
-        return render("login.html", status_code=401)
+        return render("login.html", status_code=401, name=auth.login_name(request) or "")
     snapshot = await operators.snapshot(pool_usage(runtime.engine.pool))
-    recent = await operators.page(ListQuery(q=q or None, status=status))
-    failed = await operators.page(ListQuery(status=TransactionStatus.FAILED, limit=PANEL_SIZE))
-    conflicted = await operators.page(ListQuery(conflicted=True, limit=PANEL_SIZE))
+    search = ListQuery(q=query.q, status=query.status, cursor=query.cursor, limit=RECENT_SIZE)
+    failed = ListQuery(status=TransactionStatus.FAILED, cursor=query.failed_cursor)
     return render(
         "dashboard.html",
         snapshot=snapshot,
         statuses=[s.value for s in TransactionStatus],
-        recent=recent.items,
-        failed=failed.items,
-        conflicted=conflicted.items,
-        q=q or "",
-        status=status.value if status else "",
+        recent=await operators.page(search),
+        failed=await operators.page(failed.model_copy(update={"limit": PANEL_SIZE})),
+        conflicts=await operators.conflicts(query.conflicts_before, PANEL_SIZE),
+        query=query,
         csrf=auth.csrf_value(token),
     )
 
 
-@router.post("/login")
+@pages.post("/login")
 async def login(request: Request, token: TokenDep) -> Response:
-    """Trade the token for a session cookie."""
+    """Trade the token for a session cookie; remember the name given, for the audit log."""
     form = await _form(request)
+    name = auth.operator_name(form.get("name", "")) or ""
     if not auth.same_origin(request):
-        return render("login.html", status_code=403, error="Log in from the console page.")
+        error = "Log in from the console page."
+        return render("login.html", status_code=403, error=error, name=name)
     if not auth.tokens_match(form.get("token", ""), token):
-        return render("login.html", status_code=401, error="That is not the ADMIN_TOKEN.")
+        error = "That is not the ADMIN_TOKEN."
+        return render("login.html", status_code=401, error=error, name=name)
     response = RedirectResponse("/console", status_code=303)
-    response.set_cookie(
-        auth.SESSION_COOKIE,
-        auth.session_value(token),
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/console",
-        max_age=12 * 3600,
-    )
+    _set_cookie(request, response, auth.SESSION_COOKIE, auth.session_value(token), 12 * 3600)
+    if name:
+        _set_cookie(request, response, auth.OPERATOR_COOKIE, quote(name), 90 * 86400)
     return response
 
 
-@router.post("/logout")
+def _set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
+    secure = request.url.scheme == "https"
+    response.set_cookie(
+        name, value, max_age=age, httponly=True, samesite="strict", secure=secure, path="/console"
+    )
+
+
+@pages.post("/logout")
 async def logout(request: Request, token: TokenDep, _: ConsoleDep) -> Response:
     auth.check_form_origin(request, token, await _form(request))
     response = RedirectResponse("/console", status_code=303)
@@ -110,7 +192,7 @@ async def logout(request: Request, token: TokenDep, _: ConsoleDep) -> Response:
     return response
 
 
-@router.get("/transactions/{transaction_id}")
+@pages.get("/transactions/{transaction_id}")
 async def transaction_page(
     transaction_id: str,
     token: TokenDep,
@@ -123,7 +205,7 @@ async def transaction_page(
     return render("timeline.html", timeline=timeline, raw=raw, csrf=auth.csrf_value(token))
 
 
-@router.post("/transactions/{transaction_id}/retry")
+@pages.post("/transactions/{transaction_id}/retry")
 async def retry(
     request: Request,
     transaction_id: str,
@@ -138,7 +220,10 @@ async def retry(
     return RedirectResponse(f"/console/transactions/{quote(transaction_id, safe='')}", 303)
 
 
-@router.get("/api/stats")
+router.include_router(pages)
+
+
+@router.get("/console/api/stats")
 async def stats(_: ConsoleDep, operators: OperatorsDep, runtime: RuntimeDep) -> dict[str, Any]:
     """What the live charts draw, polled every 2 s."""
     snapshot = await operators.snapshot(pool_usage(runtime.engine.pool))
@@ -150,7 +235,7 @@ async def stats(_: ConsoleDep, operators: OperatorsDep, runtime: RuntimeDep) -> 
     }
 
 
-@router.get("/static/{name}")
+@router.get("/console/static/{name}")
 async def static(name: str, _: TokenDep) -> Response:
     """The console's two assets; public code, but only where the console exists."""
     if name not in STATIC:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import unquote
 
 from fastapi import Depends, Request
 
@@ -20,7 +21,10 @@ from payhook.errors import AdminAuthRequired, Forbidden, NotFound
 from payhook.runtime import RuntimeDep
 
 SESSION_COOKIE = "payhook_console"
+# The name given at login, for the audit log; not a credential (X-Operator is not one either).
+OPERATOR_COOKIE = "payhook_operator"
 DEFAULT_ACTOR = "admin"
+CONSOLE_ACTOR = "console"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,7 @@ def console_operator(request: Request, token: str) -> Operator | None:
     """The console's check: the Bearer header or the session cookie; None when neither."""
     cookie = request.cookies.get(SESSION_COOKIE, "")
     if _bearer_matches(request, token) or tokens_match(cookie, session_value(token)):
-        return Operator(actor_from(request))
+        return Operator(console_actor(request))
     return None
 
 
@@ -95,8 +99,24 @@ def tokens_match(given: str, expected: str) -> bool:
 
 def actor_from(request: Request) -> str:
     """X-Operator, trimmed to something printable, or the default actor."""
-    name = request.headers.get("x-operator", "").strip()[:64]
-    return name if name and name.isprintable() else DEFAULT_ACTOR
+    return operator_name(request.headers.get("x-operator", "")) or DEFAULT_ACTOR
+
+
+def console_actor(request: Request) -> str:
+    """X-Operator, else the name given at login, else "console" (never the API's "admin")."""
+    header = operator_name(request.headers.get("x-operator", ""))
+    return header or login_name(request) or CONSOLE_ACTOR
+
+
+def login_name(request: Request) -> str | None:
+    """The name the operator gave at login, if any."""
+    return operator_name(unquote(request.cookies.get(OPERATOR_COOKIE, "")))
+
+
+def operator_name(value: str) -> str | None:
+    """A name for the audit log: trimmed, at most 64 printable characters, or None."""
+    name = value.strip()[:64]
+    return name if name and name.isprintable() else None
 
 
 def _bearer_matches(request: Request, token: str) -> bool:

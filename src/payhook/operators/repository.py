@@ -121,6 +121,26 @@ class OperatorRepository:
             )
             return History(row, found.all(), runs.all(), actions.all())
 
+    async def conflicts(self, before: int | None, limit: int) -> Sequence[AnyRow]:
+        """Conflicting deliveries, newest first, with their raw bodies and the stored values."""
+        statement = (
+            select(
+                d.c.id,
+                d.c.received_at,
+                d.c.raw_body,
+                d.c.signature,
+                *SUMMARY_COLUMNS,
+            )
+            .join(t, t.c.transaction_id == d.c.transaction_id)
+            .where(d.c.outcome == DeliveryOutcome.CONFLICT.value)
+            .order_by(d.c.id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            statement = statement.where(d.c.id < before)
+        async with self._read() as conn:
+            return (await conn.execute(statement)).all()
+
     async def retry(
         self,
         conditions: Sequence[ColumnElement[bool]],

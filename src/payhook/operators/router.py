@@ -7,16 +7,14 @@ is not configured.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
-from simplejson import dumps
 
 from payhook.errors import ValidationFailed
+from payhook.jsonfmt import dumps
 from payhook.observability.metrics import CONTENT_TYPE, pool_usage
 from payhook.operators.auth import AdminDep
 from payhook.operators.schemas import (
@@ -30,7 +28,6 @@ from payhook.operators.schemas import (
 )
 from payhook.operators.service import OperatorService
 from payhook.runtime import RuntimeDep
-from payhook.timefmt import isoformat_z
 from payhook.transactions.schemas import problem_response
 
 router = APIRouter(tags=["operators"])
@@ -148,13 +145,6 @@ def _refuse_repeated(request: Request, names: Iterable[str]) -> None:
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:
     """JSON with exact amounts (150.50 stays 150.50) and times in the service's `Z` form."""
-    body = dumps(model.model_dump(), use_decimal=True, default=_json_default)
-    return Response(body, status_code=status_code, media_type="application/json")
-
-
-def _json_default(value: object) -> Any:
-    if isinstance(value, datetime):
-        return isoformat_z(value)
-    if isinstance(value, Decimal):
-        return value
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return Response(
+        dumps(model.model_dump()), status_code=status_code, media_type="application/json"
+    )

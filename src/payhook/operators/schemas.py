@@ -108,29 +108,54 @@ def _date_time(value: Any) -> Any:
     return value
 
 
+def _empty_means_unset(data: Any) -> Any:
+    """`status=` (an empty form field, a template copied as written) is the same as no `status`."""
+    if isinstance(data, dict):
+        return {key: value for key, value in data.items() if value != ""}
+    return data
+
+
+def _document_empty(schema: dict[str, Any]) -> None:
+    """Publish that an empty string is accepted (and means "no filter") beside the real type."""
+    alternatives = schema.pop("anyOf", None)
+    if alternatives is None:
+        kept = ("title", "description", "default")
+        alternatives = [{key: schema.pop(key) for key in list(schema) if key not in kept}]
+    schema["anyOf"] = [*alternatives, {"type": "string", "maxLength": 0}]
+
+
+def _optional(description: str | None = None, default: Any = None) -> Any:
+    """A filter field that may be left out, or given empty, for "no filter"."""
+    return Field(default, description=description, json_schema_extra=_document_empty)
+
+
 Flag = Annotated[bool, BeforeValidator(_flag)]
 # Converted to UTC here: a driver converting 0001-01-01T00:00+05:00 itself fails mid-query.
 Instant = Annotated[AwareDatetime, BeforeValidator(_date_time), AfterValidator(_in_utc)]
 
 
 class TransactionFilter(BaseModel):
-    """Which transactions: every given condition must hold."""
+    """Which transactions: every given condition must hold; an empty value means no condition."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    status: TransactionStatus | None = None
-    created_after: Instant | None = Field(None, description="inclusive")
-    created_before: Instant | None = Field(None, description="exclusive")
-    account: SearchText | None = Field(None, description="source or destination")
-    currency: CurrencyCode | None = None
-    late: Flag | None = Field(
-        None,
-        description="still PROCESSING more than late_after_seconds past due, "
-        "or processed more than late_after_seconds after due",
+    status: TransactionStatus | None = _optional()
+    created_after: Instant | None = _optional("inclusive")
+    created_before: Instant | None = _optional("exclusive")
+    account: SearchText | None = _optional("source or destination")
+    currency: CurrencyCode | None = _optional()
+    late: Flag | None = _optional(
+        "still PROCESSING more than late_after_seconds past due, "
+        "or processed more than late_after_seconds after due"
     )
-    late_after_seconds: float = Field(5.0, ge=0, le=86_400)
-    conflicted: Flag | None = Field(None, description="has a conflicting delivery")
-    q: SearchText | None = Field(None, description="transaction_id starts with this")
+    late_after_seconds: Annotated[float, Field(ge=0, le=86_400)] = _optional(default=5.0)
+    conflicted: Flag | None = _optional("has a conflicting delivery")
+    q: SearchText | None = _optional("transaction_id starts with this")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        return _empty_means_unset(data)
 
 
 class FilterIn(TransactionFilter):
@@ -143,6 +168,7 @@ class FilterIn(TransactionFilter):
     @model_validator(mode="before")
     @classmethod
     def _json_types(cls, data: Any) -> Any:
+        data = _empty_means_unset(data)
         if isinstance(data, dict):
             for name, (kinds, kind) in _FILTER_JSON_TYPES.items():
                 value = data.get(name)
@@ -163,8 +189,8 @@ _FILTER_JSON_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
 class ListQuery(TransactionFilter):
     """A filter plus the page wanted, newest first."""
 
-    limit: int = Field(50, ge=1, le=500)
-    cursor: Cursor | None = Field(None, description="next_cursor of the last page")
+    limit: Annotated[int, Field(ge=1, le=500)] = _optional(default=50)
+    cursor: Cursor | None = _optional("next_cursor of the last page")
 
 
 class TransactionSummary(BaseModel):
@@ -197,7 +223,9 @@ class TimelineEvent(BaseModel):
     signature: str | None = Field(None, description="deliveries: the scheme that verified it")
     raw_body: str | None = Field(None, description="deliveries, with ?raw=true")
     raw_body_purged: bool | None = None
-    attempt: int | None = None
+    attempt: int | None = Field(
+        None, description="attempts: numbered across replays (a replay resets only the budget)"
+    )
     finished_at: datetime | None = None
     error: str | None = None
     action: str | None = None
@@ -209,6 +237,22 @@ class TimelineEvent(BaseModel):
 class Timeline(BaseModel):
     transaction: TransactionSummary
     events: list[TimelineEvent]
+
+
+class ConflictingDelivery(BaseModel):
+    """A re-delivery refused with 409: what it carried, beside what is stored."""
+
+    delivery_id: int
+    received_at: datetime
+    signature: str | None
+    body: str | None = Field(description="the raw body as received; null once purged")
+    differs: list[str] = Field(description="the fields whose value is not the stored one")
+    stored: TransactionSummary
+
+
+class ConflictPage(BaseModel):
+    items: list[ConflictingDelivery]
+    next_before: int | None = Field(description="pass as the next page's `before`; null at the end")
 
 
 class RetryIn(BaseModel):

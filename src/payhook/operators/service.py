@@ -17,6 +17,8 @@ from payhook.operators.auth import Operator
 from payhook.operators.repository import Action, AnyRow, History, OperatorRepository
 from payhook.operators.schemas import (
     BulkRetryIn,
+    ConflictingDelivery,
+    ConflictPage,
     ListQuery,
     RetryOut,
     Timeline,
@@ -51,6 +53,12 @@ class OperatorService:
             items=items,
             next_cursor=encode_cursor((last.created_at, last.transaction_id)) if last else None,
         )
+
+    async def conflicts(self, before: int | None, limit: int) -> ConflictPage:
+        """Conflicting deliveries, newest first; `next_before` is set when there may be more."""
+        items = [_conflict(row) for row in await self.repository.conflicts(before, limit)]
+        last = items[-1].delivery_id if len(items) == limit else None
+        return ConflictPage(items=items, next_before=last)
 
     async def timeline(self, transaction_id: str, *, raw: bool = False) -> Timeline:
         """Every delivery, attempt and operator action of one transaction, in time order."""
@@ -143,21 +151,59 @@ def decode_cursor(token: str) -> Cursor:
     return moment, key
 
 
+COMPARED_FIELDS = ("source_account", "destination_account", "amount", "currency")
+
+
+def _conflict(row: AnyRow) -> ConflictingDelivery:
+    stored = TransactionSummary.model_validate(row._mapping)
+    body: bytes | None = row.raw_body
+    return ConflictingDelivery(
+        delivery_id=row.id,
+        received_at=row.received_at,
+        signature=row.signature,
+        body=body.decode("utf-8", "replace") if body is not None else None,
+        differs=_differences(body, stored),
+        stored=stored,
+    )
+
+
+def _differences(body: bytes | None, stored: TransactionSummary) -> list[str]:
+    """The compared fields whose value in the refused body is not the stored one."""
+    try:
+        sent = simplejson.loads(body, use_decimal=True) if body is not None else None
+    except ValueError:
+        return []
+    if not isinstance(sent, dict):
+        return []
+    return [name for name in COMPARED_FIELDS if sent.get(name) != getattr(stored, name)]
+
+
 def _events(history: History, *, raw: bool) -> list[TimelineEvent]:
+    actions = [_action(row) for row in history.actions]
     events = [_delivery(row, raw=raw) for row in history.deliveries]
-    events += [
-        TimelineEvent(
-            at=row.started_at,
-            kind="attempt",
-            attempt=row.attempt,
-            finished_at=row.finished_at,
-            outcome=row.outcome,
-            error=row.error,
-        )
-        for row in history.attempts
-    ]
-    events += [_action(row) for row in history.actions]
-    return events
+    events += [_attempt(row, _attempts_before(actions, row.started_at)) for row in history.attempts]
+    return events + actions
+
+
+def _attempts_before(actions: list[TimelineEvent], moment: datetime) -> int:
+    """Attempts made before the replays preceding `moment`: a replay resets the stored count,
+    and the timeline's numbering carries on from them (attempt 5 after four failed ones)."""
+    return sum(
+        int((action.detail or {}).get("previous_attempts", 0))
+        for action in actions
+        if action.action in ("retry", "retry.bulk") and action.at <= moment
+    )
+
+
+def _attempt(row: AnyRow, offset: int) -> TimelineEvent:
+    return TimelineEvent(
+        at=row.started_at,
+        kind="attempt",
+        attempt=row.attempt + offset,
+        finished_at=row.finished_at,
+        outcome=row.outcome,
+        error=row.error,
+    )
 
 
 def _delivery(row: AnyRow, *, raw: bool) -> TimelineEvent:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from pydantic import TypeAdapter, ValidationError
-from simplejson import dumps
 
 from payhook.errors import NotFound
+from payhook.jsonfmt import dumps
 from payhook.runtime import RepositoryDep
 from payhook.timefmt import isoformat_z
 from payhook.transactions.schemas import Identifier, TransactionOut, problem_response
@@ -43,8 +43,8 @@ async def get_transaction(transaction_id: str, repository: RepositoryDep) -> Res
         "created_at": isoformat_z(row.created_at),
         "processed_at": None if row.processed_at is None else isoformat_z(row.processed_at),
     }
-    # simplejson writes a Decimal as the exact number it holds: 150.50 stays 150.50.
-    return Response(dumps([view], use_decimal=True), media_type="application/json")
+    # The exact number stored, in plain notation: 150.50 stays 150.50, 1E-18 is 0.000...001.
+    return Response(dumps([view]), media_type="application/json")
 
 
 def _storable(transaction_id: str) -> bool:

@@ -28,18 +28,27 @@
     return { ctx: ctx, width: width, height: height };
   }
 
-  // Bars for a series of values, with the maximum written at the top left.
-  function bars(canvas, values, colour, unit) {
-    var c = prepare(canvas), max = Math.max.apply(null, values.concat([1]));
+  function perSecond(value) { return Math.round(value) + "/s"; }
+
+  // Lateness is mostly milliseconds: written in ms below a second, in s above.
+  function duration(seconds) {
+    return seconds < 1 ? Math.round(seconds * 1000) + " ms" : seconds.toFixed(2) + " s";
+  }
+
+  // Bars for a series of values, scaled to their real maximum, which is written at the top left
+  // and in the canvas's label (for screen readers).
+  function bars(canvas, values, colour, format) {
+    var c = prepare(canvas), max = Math.max.apply(null, values.concat([0]));
     var plot = c.height - 16, step = c.width / Math.max(values.length, 1);
+    var label = values.length ? "max " + format(max) : "nothing yet";
     c.ctx.fillStyle = colour;
     values.forEach(function (v, i) {
-      var h = (v / max) * plot;
+      var h = max > 0 ? (v / max) * plot : 0;
       c.ctx.fillRect(i * step + 1, c.height - h, Math.max(step - 2, 1), h);
     });
     c.ctx.fillStyle = "#5b6474";
-    c.ctx.fillText("max " + (Math.round(max * 100) / 100) + unit, 2, 11);
-    if (!values.length) { c.ctx.fillText("nothing yet", c.width / 2 - 30, c.height / 2); }
+    c.ctx.fillText(label, 2, 11);
+    canvas.setAttribute("aria-label", canvas.getAttribute("data-title") + ": " + label);
   }
 
   function refresh() {
@@ -48,8 +57,8 @@
       .then(function (stats) {
         if (!stats) { return; }
         setCounts(stats);
-        bars(document.getElementById("ingest-chart"), stats.ingest_per_second, "#2f5bd3", "/s");
-        bars(document.getElementById("lateness-chart"), stats.lateness_seconds, "#9a6b00", " s");
+        bars(document.getElementById("ingest-chart"), stats.ingest_per_second, "#2f5bd3", perSecond);
+        bars(document.getElementById("lateness-chart"), stats.lateness_seconds, "#9a6b00", duration);
       })
       .catch(function () { /* the next poll tries again */ });
   }
