@@ -20,7 +20,7 @@ from tests.support.processes import PayhookProcess
 from tests.support.services import throwaway_postgres
 
 from payhook.config import Settings
-from payhook.schema import upgrade
+from payhook.migrate import upgrade
 
 WRK_SCRIPT = Path(__file__).parent / "wrk" / "unique_post.lua"
 

@@ -37,7 +37,7 @@ from tests.support.services import (
 
 from payhook.config import Settings
 from payhook.db import create_engine
-from payhook.schema import upgrade
+from payhook.migrate import upgrade
 
 WRK_SCRIPT = Path(__file__).parent / "wrk" / "unique_post.lua"
 RESULTS = Path(__file__).parent / "results"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from payhook.config import Settings
-from payhook.schema import upgrade
+from payhook.migrate import upgrade
 from tests.support.services import (
     PostgresServer,
     RedisServer,

@@ -20,6 +20,10 @@ R = TypeVar("R")
 log = structlog.get_logger(__name__)
 
 
+class CommitterStopped(RuntimeError):
+    """A submission to a committer that is not running (not started yet, or stopping)."""
+
+
 class GroupCommitter(Generic[T, R]):
     """Batches concurrent submissions into single calls of `write`."""
 
@@ -52,7 +56,7 @@ class GroupCommitter(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         if self._closing or self._task is None:
-            raise RuntimeError(f"{self._name} is not running")
+            raise CommitterStopped(f"{self._name} is not running")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         self._ready.set()

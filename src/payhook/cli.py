@@ -26,7 +26,7 @@ from payhook.http_server import HeadDeadlineProtocol
 from payhook.jsonfmt import dumps
 from payhook.observability.logging import configure_logging
 from payhook.operators.repository import Action, OperatorRepository
-from payhook.schema import is_current, upgrade
+from payhook.migrate import is_current, upgrade
 from payhook.timefmt import isoformat_z
 from payhook.webhooks.signatures import Verifier, build_verifier
 

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhook.config import Settings
 from payhook.observability.metrics import Metrics
+from payhook.operators.service import OperatorService
 from payhook.processing.scheduler import Scheduler
 from payhook.transactions.repository import TransactionRepository
 from payhook.webhooks.allowlist import ClientAllowlist
 from payhook.webhooks.ingest import Ingestor
 from payhook.webhooks.signatures import Verifier
-
-if TYPE_CHECKING:  # the operators import this module for RuntimeDep
-    from payhook.operators.service import OperatorService
 
 
 @dataclass
@@ -38,9 +36,16 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_repository(request: Request) -> TransactionRepository:
-    return get_runtime(request).repository
-
-
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_repository(runtime: RuntimeDep) -> TransactionRepository:
+    return runtime.repository
+
+
+def get_operators(runtime: RuntimeDep) -> OperatorService:
+    return runtime.operators
+
+
 RepositoryDep = Annotated[TransactionRepository, Depends(get_repository)]
+OperatorsDep = Annotated[OperatorService, Depends(get_operators)]

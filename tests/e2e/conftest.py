@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from payhook.config import Settings
-from payhook.schema import upgrade
+from payhook.migrate import upgrade
 from tests.conftest import TEMPLATE
 from tests.support.processes import PayhookProcess
 from tests.support.services import PostgresServer, RedisServer

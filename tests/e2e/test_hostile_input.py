@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from payhook.config import Settings
-from payhook.schema import upgrade
+from payhook.migrate import upgrade
 from tests.support.processes import PayhookProcess
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from payhook.config import Settings
-from payhook.schema import upgrade
+from payhook.migrate import upgrade
 from tests.conftest import own_postgres_or_skip
 from tests.e2e.conftest import server_env
 from tests.support.payloads import transaction_body

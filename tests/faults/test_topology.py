@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from payhook.config import Settings
 from payhook.db import create_engine
-from payhook.schema import upgrade
+from payhook.migrate import upgrade
 from payhook.transactions.models import transactions
 from tests.conftest import own_postgres_or_skip, own_redis_or_skip
 from tests.faults.provider import Provider, ProviderLog

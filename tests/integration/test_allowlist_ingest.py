@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import payhook.schema
+import payhook.migrate
 from payhook.app import create_app
 from payhook.config import Settings
 
@@ -36,7 +36,7 @@ async def connect(tmp_path: Path) -> AsyncIterator[Connect]:
         webhook_allowed_ips="203.0.113.0/24, 2001:db8::/32",
         trusted_proxies="10.0.0.0/8",
     )
-    await payhook.schema.upgrade(settings)
+    await payhook.migrate.upgrade(settings)
     app = create_app(settings, run_executor=False)
 
     @asynccontextmanager

@@ -15,11 +15,8 @@ from payhook.db import create_engine
 from payhook.processing.celery_app import CeleryRunner, WorkerRuntime
 from payhook.processing.processor import Processor
 from payhook.processing.scheduler import RunnerUnavailable
-from payhook.transactions.repository import (
-    ClaimedTransaction,
-    NewDelivery,
-    TransactionRepository,
-)
+from payhook.transactions.records import ClaimedTransaction, NewDelivery
+from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 from tests.support.services import free_port
 

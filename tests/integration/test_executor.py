@@ -17,7 +17,8 @@ from payhook.processing.embedded import EmbeddedRunner
 from payhook.processing.processor import Processor
 from payhook.processing.scheduler import Scheduler
 from payhook.transactions.models import processing_attempts
-from payhook.transactions.repository import ClaimedTransaction, NewDelivery, TransactionRepository
+from payhook.transactions.records import ClaimedTransaction, NewDelivery
+from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 
 pytestmark = pytest.mark.anyio

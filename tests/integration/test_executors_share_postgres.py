@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from payhook.config import Settings
 from payhook.db import create_engine
 from payhook.transactions.models import transactions
-from payhook.transactions.repository import NewDelivery, TransactionRepository
+from payhook.transactions.records import NewDelivery
+from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 from tests.support.processes import PayhookProcess
 

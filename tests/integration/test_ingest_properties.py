@@ -21,7 +21,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import payhook.schema
+import payhook.migrate
 from payhook.app import create_app
 from payhook.config import Settings
 from payhook.transactions.schemas import known_currencies
@@ -65,7 +65,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     url = f"sqlite:///{tmp_path_factory.mktemp('properties') / 'payhook.db'}"
     app_settings = Settings(_env_file=None, database_url=url, processing_delay_seconds=3600)
     with start_blocking_portal() as portal:
-        portal.call(payhook.schema.upgrade, app_settings)
+        portal.call(payhook.migrate.upgrade, app_settings)
         app = create_app(app_settings, run_executor=False)
         with portal.wrap_async_context_manager(app.router.lifespan_context(app)):
             transport = httpx.ASGITransport(app)

@@ -12,12 +12,8 @@ from sqlalchemy import select
 from payhook.config import Settings
 from payhook.db import create_engine
 from payhook.transactions.models import DeliveryOutcome, TransactionStatus, deliveries
-from payhook.transactions.repository import (
-    ClaimedTransaction,
-    NewDelivery,
-    Outcome,
-    TransactionRepository,
-)
+from payhook.transactions.records import ClaimedTransaction, NewDelivery, Outcome
+from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import payhook.schema
+import payhook.migrate
 from payhook.app import create_app
 from payhook.config import Settings, SignatureScheme
 from payhook.webhooks.signatures import build_verifier
@@ -46,7 +46,7 @@ async def client(tmp_path: Path, scheme: SignatureScheme) -> AsyncIterator[httpx
         webhook_secret=",".join(SECRETS[scheme]),
         processing_delay_seconds=3600,
     )
-    await payhook.schema.upgrade(settings)
+    await payhook.migrate.upgrade(settings)
     app = create_app(settings, run_executor=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)

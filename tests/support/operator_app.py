@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from sqlalchemy import insert, text, update
 
-import payhook.schema
+import payhook.migrate
 from payhook.app import create_app
 from payhook.config import Settings
 from payhook.db import create_engine
@@ -35,7 +35,7 @@ async def app_client(
     settings: Settings, *, run_executor: bool = False
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to a started app (lifespan run) on `settings`."""
-    await payhook.schema.upgrade(settings)
+    await payhook.migrate.upgrade(settings)
     app = create_app(settings, run_executor=run_executor)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)

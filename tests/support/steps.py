@@ -14,7 +14,7 @@ import asyncio
 import os
 import time
 
-from payhook.transactions.repository import ClaimedTransaction
+from payhook.transactions.records import ClaimedTransaction
 
 
 def record_call(transaction: ClaimedTransaction) -> None:

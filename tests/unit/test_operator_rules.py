@@ -14,7 +14,7 @@ from payhook.observability.metrics import DatabaseSnapshot, Metrics
 from payhook.operators.schemas import CURSOR_PATTERN, MAX_CURSOR_LENGTH
 from payhook.operators.service import decode_cursor, encode_cursor
 from payhook.transactions.models import DeliveryOutcome
-from payhook.transactions.repository import ClaimedTransaction, Outcome
+from payhook.transactions.records import ClaimedTransaction, Outcome
 
 
 def test_cursors_round_trip_and_strangers_are_refused() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from payhook.config import Settings
 from payhook.processing.processor import Processor
-from payhook.transactions.repository import ClaimedTransaction
+from payhook.transactions.records import ClaimedTransaction
 
 pytestmark = pytest.mark.anyio
 SETTINGS = Settings(

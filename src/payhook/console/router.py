@@ -27,9 +27,8 @@ from payhook.jsonfmt import plain_decimal
 from payhook.observability.metrics import pool_usage
 from payhook.operators import auth
 from payhook.operators.auth import ConsoleDep, TokenDep
-from payhook.operators.router import OperatorsDep
 from payhook.operators.schemas import Cursor, ListQuery, Reason, SearchText
-from payhook.runtime import RuntimeDep
+from payhook.runtime import OperatorsDep, RuntimeDep, get_runtime
 from payhook.timefmt import isoformat_z
 from payhook.transactions.models import TransactionStatus
 
@@ -102,7 +101,7 @@ def error_page(request: Request, error: PayhookError) -> HTMLResponse:
 
 
 def _console_disabled(request: Request) -> bool:
-    return request.app.state.runtime.settings.admin_token_value is None
+    return get_runtime(request).settings.admin_token_value is None
 
 
 class DashboardQuery(BaseModel):

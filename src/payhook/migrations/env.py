@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection that `payhook.schema` hands it."""
+"""Alembic environment: runs on the connection that `payhook.migrate` hands it."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from payhook.transactions.models import DeliveryOutcome, TransactionStatus
-from payhook.transactions.repository import Outcome
+from payhook.transactions.records import Outcome
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REJECTION_REASONS = ("400", "401", "413", "415", "422", "503")

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import unquote
 
 from fastapi import Depends, Request
 
 from payhook.errors import AdminAuthRequired, Forbidden, NotFound
+from payhook.operators.service import Operator
 from payhook.runtime import RuntimeDep
 
 SESSION_COOKIE = "payhook_console"
@@ -25,13 +25,6 @@ SESSION_COOKIE = "payhook_console"
 OPERATOR_COOKIE = "payhook_operator"
 DEFAULT_ACTOR = "admin"
 CONSOLE_ACTOR = "console"
-
-
-@dataclass(frozen=True, slots=True)
-class Operator:
-    """Who is acting: a name from X-Operator (or the CLI's --actor), for the audit log."""
-
-    actor: str
 
 
 def configured_token(runtime: RuntimeDep) -> str:

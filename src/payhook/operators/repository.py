@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payhook.operators.schemas import TransactionFilter
 from payhook.transactions.models import (
+    IS_PROCESSING,
     DeliveryOutcome,
     TransactionStatus,
     deliveries,
@@ -21,27 +22,24 @@ from payhook.transactions.models import (
     processing_attempts,
     transactions,
 )
-from payhook.transactions.repository import IS_PENDING
 
 AnyRow = Row[*tuple[Any, ...]]
-t = transactions
-d = deliveries
-FAILED = TransactionStatus.FAILED.value
-PENDING = TransactionStatus.PROCESSING.value
+# A page's position: the (created_at, transaction_id) of the last row shown.
+Keyset = tuple[datetime, str]
 PURGE_BATCH = 1000
 
 SUMMARY_COLUMNS = (
-    t.c.transaction_id,
-    t.c.source_account,
-    t.c.destination_account,
-    t.c.amount,
-    t.c.currency,
-    t.c.status,
-    t.c.created_at,
-    t.c.due_at,
-    t.c.processed_at,
-    t.c.attempts,
-    t.c.last_error,
+    transactions.c.transaction_id,
+    transactions.c.source_account,
+    transactions.c.destination_account,
+    transactions.c.amount,
+    transactions.c.currency,
+    transactions.c.status,
+    transactions.c.created_at,
+    transactions.c.due_at,
+    transactions.c.processed_at,
+    transactions.c.attempts,
+    transactions.c.last_error,
 )
 
 
@@ -73,7 +71,7 @@ class OperatorRepository:
     async def page(
         self,
         where: TransactionFilter,
-        after: tuple[datetime, str] | None,
+        after: Keyset | None,
         limit: int,
         now: datetime,
     ) -> Sequence[AnyRow]:
@@ -82,12 +80,12 @@ class OperatorRepository:
         if after is not None:
             at, key = after
             conditions.append(
-                or_(t.c.created_at < at, and_(t.c.created_at == at, t.c.transaction_id < key))
+                or_(transactions.c.created_at < at, and_(transactions.c.created_at == at, transactions.c.transaction_id < key))
             )
         statement = (
             select(*SUMMARY_COLUMNS)
             .where(*conditions)
-            .order_by(t.c.created_at.desc(), t.c.transaction_id.desc())
+            .order_by(transactions.c.created_at.desc(), transactions.c.transaction_id.desc())
             .limit(limit)
         )
         async with self._read() as conn:
@@ -95,19 +93,19 @@ class OperatorRepository:
 
     async def history(self, transaction_id: str, *, raw: bool) -> History | None:
         """The transaction with its deliveries, attempts and operator actions, oldest first."""
-        body = d.c.raw_body if raw else d.c.raw_body.is_(None).label("purged")
+        body = deliveries.c.raw_body if raw else deliveries.c.raw_body.is_(None).label("purged")
         async with self._read() as conn:
             row = (
                 await conn.execute(
-                    select(*SUMMARY_COLUMNS).where(t.c.transaction_id == transaction_id)
+                    select(*SUMMARY_COLUMNS).where(transactions.c.transaction_id == transaction_id)
                 )
             ).first()
             if row is None:
                 return None
             found = await conn.execute(
-                select(d.c.received_at, d.c.outcome, d.c.signature, body)
-                .where(d.c.transaction_id == transaction_id)
-                .order_by(d.c.id)
+                select(deliveries.c.received_at, deliveries.c.outcome, deliveries.c.signature, body)
+                .where(deliveries.c.transaction_id == transaction_id)
+                .order_by(deliveries.c.id)
             )
             runs = await conn.execute(
                 select(processing_attempts)
@@ -125,19 +123,19 @@ class OperatorRepository:
         """Conflicting deliveries, newest first, with their raw bodies and the stored values."""
         statement = (
             select(
-                d.c.id,
-                d.c.received_at,
-                d.c.raw_body,
-                d.c.signature,
+                deliveries.c.id,
+                deliveries.c.received_at,
+                deliveries.c.raw_body,
+                deliveries.c.signature,
                 *SUMMARY_COLUMNS,
             )
-            .join(t, t.c.transaction_id == d.c.transaction_id)
-            .where(d.c.outcome == DeliveryOutcome.CONFLICT.value)
-            .order_by(d.c.id.desc())
+            .join(transactions, transactions.c.transaction_id == deliveries.c.transaction_id)
+            .where(deliveries.c.outcome == DeliveryOutcome.CONFLICT.value)
+            .order_by(deliveries.c.id.desc())
             .limit(limit)
         )
         if before is not None:
-            statement = statement.where(d.c.id < before)
+            statement = statement.where(deliveries.c.id < before)
         async with self._read() as conn:
             return (await conn.execute(statement)).all()
 
@@ -153,9 +151,9 @@ class OperatorRepository:
         The UPDATE repeats `status = 'FAILED'`: of two concurrent replays only one changes a row.
         """
         chosen = (
-            select(t.c.transaction_id, t.c.attempts, t.c.last_error)
-            .where(t.c.status == FAILED, *conditions)
-            .order_by(t.c.created_at)
+            select(transactions.c.transaction_id, transactions.c.attempts, transactions.c.last_error)
+            .where(transactions.c.status == TransactionStatus.FAILED.value, *conditions)
+            .order_by(transactions.c.created_at)
             .limit(limit)
         )
         async with self._engine.begin() as conn:
@@ -170,24 +168,24 @@ class OperatorRepository:
 
     async def _requeue(self, conn: AsyncConnection, ids: list[str], now: datetime) -> list[str]:
         result = await conn.execute(
-            update(t)
-            .where(t.c.transaction_id.in_(ids), t.c.status == FAILED)
-            .values(status=PENDING, due_at=now, attempts=0, claim_token=None, lease_expires_at=None)
-            .returning(t.c.transaction_id)
+            update(transactions)
+            .where(transactions.c.transaction_id.in_(ids), transactions.c.status == TransactionStatus.FAILED.value)
+            .values(status=TransactionStatus.PROCESSING.value, due_at=now, attempts=0, claim_token=None, lease_expires_at=None)
+            .returning(transactions.c.transaction_id)
         )
         return sorted(result.scalars().all())
 
     async def status(self, transaction_id: str) -> str | None:
         async with self._read() as conn:
             found = await conn.execute(
-                select(t.c.status).where(t.c.transaction_id == transaction_id)
+                select(transactions.c.status).where(transactions.c.transaction_id == transaction_id)
             )
             status: str | None = found.scalar()
             return status
 
     async def counts_by_status(self) -> dict[str, int]:
         async with self._read() as conn:
-            rows = await conn.execute(select(t.c.status, func.count()).group_by(t.c.status))
+            rows = await conn.execute(select(transactions.c.status, func.count()).group_by(transactions.c.status))
             return {row[0]: int(row[1]) for row in rows}
 
     async def due_backlog(self, now: datetime) -> tuple[int, datetime | None]:
@@ -195,7 +193,7 @@ class OperatorRepository:
         async with self._read() as conn:
             row = (
                 await conn.execute(
-                    select(func.count(), func.min(t.c.due_at)).where(IS_PENDING, t.c.due_at <= now)
+                    select(func.count(), func.min(transactions.c.due_at)).where(IS_PROCESSING, transactions.c.due_at <= now)
                 )
             ).one()
             return int(row[0]), row[1]
@@ -204,11 +202,11 @@ class OperatorRepository:
         """Forget raw bodies received before `cutoff`, in batches; rows and statuses stay."""
         purged = 0
         while True:
-            batch = select(d.c.id).where(d.c.received_at < cutoff, d.c.raw_body.is_not(None))
+            batch = select(deliveries.c.id).where(deliveries.c.received_at < cutoff, deliveries.c.raw_body.is_not(None))
             async with self._engine.begin() as conn:
                 ids = (await conn.execute(batch.limit(PURGE_BATCH))).scalars().all()
                 if ids:
-                    await conn.execute(update(d).where(d.c.id.in_(ids)).values(raw_body=None))
+                    await conn.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(raw_body=None))
             purged += len(ids)
             if len(ids) < PURGE_BATCH:
                 break
@@ -219,25 +217,25 @@ class OperatorRepository:
 
     def id_in(self, ids: Sequence[str]) -> list[ColumnElement[bool]]:
         """The condition selecting exactly these transactions."""
-        return [t.c.transaction_id.in_(ids)]
+        return [transactions.c.transaction_id.in_(ids)]
 
     def conditions(self, where: TransactionFilter, now: datetime) -> list[ColumnElement[bool]]:
         """The filter as SQL conditions."""
         found: list[ColumnElement[bool]] = []
         if where.status is not None:
-            found.append(t.c.status == where.status.value)
+            found.append(transactions.c.status == where.status.value)
         if where.created_after is not None:
-            found.append(t.c.created_at >= where.created_after)
+            found.append(transactions.c.created_at >= where.created_after)
         if where.created_before is not None:
-            found.append(t.c.created_at < where.created_before)
+            found.append(transactions.c.created_at < where.created_before)
         if where.account is not None:
             found.append(
-                or_(t.c.source_account == where.account, t.c.destination_account == where.account)
+                or_(transactions.c.source_account == where.account, transactions.c.destination_account == where.account)
             )
         if where.currency is not None:
-            found.append(t.c.currency == where.currency)
+            found.append(transactions.c.currency == where.currency)
         if where.q:
-            found.append(t.c.transaction_id.startswith(where.q, autoescape=True))
+            found.append(transactions.c.transaction_id.startswith(where.q, autoescape=True))
         if where.late is not None:
             late = self._late(where.late_after_seconds, now)
             found.append(late if where.late else not_(late))
@@ -246,10 +244,10 @@ class OperatorRepository:
         return found
 
     def _late(self, threshold: float, now: datetime) -> ColumnElement[bool]:
-        waiting = and_(IS_PENDING, t.c.due_at < now - timedelta(seconds=threshold))
+        waiting = and_(IS_PROCESSING, transactions.c.due_at < now - timedelta(seconds=threshold))
         finished_late = and_(
-            t.c.processed_at.is_not(None),
-            self._seconds_between(t.c.due_at, t.c.processed_at) > threshold,
+            transactions.c.processed_at.is_not(None),
+            self._seconds_between(transactions.c.due_at, transactions.c.processed_at) > threshold,
         )
         return or_(waiting, finished_late)
 
@@ -270,7 +268,7 @@ class OperatorRepository:
 
 def _conflicted() -> ColumnElement[bool]:
     return exists().where(
-        d.c.transaction_id == t.c.transaction_id, d.c.outcome == DeliveryOutcome.CONFLICT.value
+        deliveries.c.transaction_id == transactions.c.transaction_id, deliveries.c.outcome == DeliveryOutcome.CONFLICT.value
     )
 
 

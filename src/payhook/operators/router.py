@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
@@ -26,8 +26,7 @@ from payhook.operators.schemas import (
     TransactionIdPath,
     TransactionPage,
 )
-from payhook.operators.service import OperatorService
-from payhook.runtime import RuntimeDep
+from payhook.runtime import OperatorsDep, RuntimeDep
 from payhook.transactions.schemas import problem_response
 
 router = APIRouter(tags=["operators"])
@@ -47,14 +46,6 @@ INVALID_INPUT: dict[int | str, dict[str, Any]] = {
         "A parameter or a body field is missing or invalid; the message names it."
     ),
 }
-
-
-def get_operators(request: Request) -> OperatorService:
-    service: OperatorService = request.app.state.runtime.operators
-    return service
-
-
-OperatorsDep = Annotated[OperatorService, Depends(get_operators)]
 
 
 @router.get(

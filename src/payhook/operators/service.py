@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,8 +14,7 @@ import structlog
 
 from payhook.errors import InvalidRequest, NotFound, NotReplayable
 from payhook.observability.metrics import DatabaseSnapshot
-from payhook.operators.auth import Operator
-from payhook.operators.repository import Action, AnyRow, History, OperatorRepository
+from payhook.operators.repository import Action, AnyRow, History, Keyset, OperatorRepository
 from payhook.operators.schemas import (
     BulkRetryIn,
     ConflictingDelivery,
@@ -27,9 +27,14 @@ from payhook.operators.schemas import (
     TransactionSummary,
 )
 
-Cursor = tuple[datetime, str]
-
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """Who is acting: a name from X-Operator (or the CLI's --actor), for the audit log."""
+
+    actor: str
 
 
 class OperatorService:
@@ -126,7 +131,7 @@ class OperatorService:
         return DatabaseSnapshot(by_status, backlog, max(0.0, age), pool)
 
 
-def encode_cursor(position: Cursor) -> str:
+def encode_cursor(position: Keyset) -> str:
     """An opaque token for the keyset (created_at, transaction_id) of a page's last row.
 
     UTF-8, not \\u escapes: a 255-character id of emoji then takes ~1,400 characters, within
@@ -136,7 +141,7 @@ def encode_cursor(position: Cursor) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(token: str) -> Cursor:
+def decode_cursor(token: str) -> Keyset:
     """The keyset a cursor stands for; 400 for anything that is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))

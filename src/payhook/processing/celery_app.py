@@ -41,7 +41,8 @@ from payhook.db import create_engine
 from payhook.processing.processor import Processor, record_until_lease_lapses
 from payhook.processing.scheduler import RunnerUnavailable
 from payhook.processing.steps import load_step
-from payhook.transactions.repository import ClaimedTransaction, TransactionRepository
+from payhook.transactions.records import ClaimedTransaction
+from payhook.transactions.repository import TransactionRepository
 
 log = structlog.get_logger(__name__)
 

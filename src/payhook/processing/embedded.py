@@ -15,7 +15,8 @@ import structlog
 
 from payhook.config import Settings
 from payhook.processing.processor import Processor, record_until_lease_lapses
-from payhook.transactions.repository import ClaimedTransaction, Outcome, TransactionRepository
+from payhook.transactions.records import ClaimedTransaction, Outcome
+from payhook.transactions.repository import TransactionRepository
 
 log = structlog.get_logger(__name__)
 

@@ -14,7 +14,7 @@ import structlog
 from payhook.config import Settings
 from payhook.db import STORAGE_ERRORS
 from payhook.processing.steps import ProcessingStep
-from payhook.transactions.repository import ClaimedTransaction, Outcome
+from payhook.transactions.records import ClaimedTransaction, Outcome
 
 log = structlog.get_logger(__name__)
 

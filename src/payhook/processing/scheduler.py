@@ -20,7 +20,8 @@ import structlog
 
 from payhook.config import Settings
 from payhook.db import STORAGE_ERRORS
-from payhook.transactions.repository import ClaimedTransaction, TransactionRepository
+from payhook.transactions.records import ClaimedTransaction
+from payhook.transactions.repository import TransactionRepository
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ import asyncio
 import importlib
 from collections.abc import Awaitable, Callable
 
-from payhook.transactions.repository import ClaimedTransaction
+from payhook.transactions.records import ClaimedTransaction
 
 ProcessingStep = Callable[[ClaimedTransaction], Awaitable[None]]
 

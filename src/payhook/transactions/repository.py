@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, func, insert, literal_column, or_, select, update
+from sqlalchemy import Row, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payhook.transactions import postgres
 from payhook.transactions.models import (
+    IS_PROCESSING,
     AttemptOutcome,
     DeliveryOutcome,
     TransactionStatus,
@@ -22,64 +21,8 @@ from payhook.transactions.models import (
     processing_attempts,
     transactions,
 )
+from payhook.transactions.records import ClaimedTransaction, IngestResult, NewDelivery, Outcome
 from payhook.transactions.schemas import TransactionContent, TransactionIn
-
-t = transactions
-PENDING = TransactionStatus.PROCESSING.value
-# The status as a literal, not a bound parameter: only then can PostgreSQL match the partial
-# index `... WHERE status = 'PROCESSING'` in a prepared statement's generic plan. With a
-# parameter, the scheduler's queries fell back to scanning the whole table five times a second
-# once the plan was cached (found by benchmarks/run.py: ingest fell from 6,600 to 3,700/s).
-IS_PENDING = t.c.status == literal_column("'PROCESSING'")
-
-
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
-    """A validated webhook waiting to be stored."""
-
-    transaction: TransactionIn
-    raw_body: bytes
-    received_at: datetime
-    due_at: datetime
-    signature: str | None = None  # the scheme that verified it
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    outcome: DeliveryOutcome
-    status: TransactionStatus
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedTransaction:
-    """A due transaction leased to one executor; `claim_token` fences its completion."""
-
-    transaction_id: str
-    source_account: str
-    destination_account: str
-    amount: Decimal
-    currency: str
-    created_at: datetime
-    due_at: datetime
-    attempt: int
-    claim_token: str
-    claimed_at: datetime
-
-    @property
-    def idempotency_key(self) -> str:
-        """The same for every attempt, so an external API applies the effect once."""
-        return f"payhook:{self.transaction_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one attempt of the processing step came to."""
-
-    claimed: ClaimedTransaction
-    finished_at: datetime
-    error: str | None = None
-    retry_at: datetime | None = None  # with an error: try again then; without: give up
-
 
 class TransactionRepository:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -143,7 +86,7 @@ class TransactionRepository:
         rows = [
             {
                 **item.transaction.model_dump(),
-                "status": PENDING,
+                "status": TransactionStatus.PROCESSING.value,
                 "created_at": item.received_at,
                 "due_at": item.due_at,
                 "attempts": 0,
@@ -151,9 +94,9 @@ class TransactionRepository:
             for item in items
         ]
         statement = (
-            self._insert(t)
-            .on_conflict_do_nothing(index_elements=[t.c.transaction_id])
-            .returning(t.c.transaction_id)
+            self._insert(transactions)
+            .on_conflict_do_nothing(index_elements=[transactions.c.transaction_id])
+            .returning(transactions.c.transaction_id)
         )
         result = await conn.execute(statement, rows)
         return set(result.scalars().all())
@@ -165,13 +108,13 @@ class TransactionRepository:
             return {}
         result = await conn.execute(
             select(
-                t.c.transaction_id,
-                t.c.source_account,
-                t.c.destination_account,
-                t.c.amount,
-                t.c.currency,
-                t.c.status,
-            ).where(t.c.transaction_id.in_(ids))
+                transactions.c.transaction_id,
+                transactions.c.source_account,
+                transactions.c.destination_account,
+                transactions.c.amount,
+                transactions.c.currency,
+                transactions.c.status,
+            ).where(transactions.c.transaction_id.in_(ids))
         )
         return {
             row.transaction_id: TransactionContent.model_validate(row._mapping) for row in result
@@ -180,7 +123,7 @@ class TransactionRepository:
     async def get(self, transaction_id: str) -> Row[tuple[object, ...]] | None:
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(readonly=True)
-            result = await conn.execute(select(t).where(t.c.transaction_id == transaction_id))
+            result = await conn.execute(select(transactions).where(transactions.c.transaction_id == transaction_id))
             return result.first()
 
     async def next_due_at(self, now: datetime) -> datetime | None:
@@ -188,7 +131,7 @@ class TransactionRepository:
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(readonly=True)
             result = await conn.execute(
-                select(func.min(t.c.due_at)).where(IS_PENDING, _unleased(now))
+                select(func.min(transactions.c.due_at)).where(IS_PROCESSING, _unleased(now))
             )
             due: datetime | None = result.scalar()
             return due
@@ -198,17 +141,17 @@ class TransactionRepository:
     ) -> list[ClaimedTransaction]:
         """Lease up to `limit` due rows to `token`; rows locked by others are skipped."""
         due = (
-            select(t.c.transaction_id)
-            .where(IS_PENDING, t.c.due_at <= now, _unleased(now))
-            .order_by(t.c.due_at)
+            select(transactions.c.transaction_id)
+            .where(IS_PROCESSING, transactions.c.due_at <= now, _unleased(now))
+            .order_by(transactions.c.due_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         statement = (
-            update(t)
-            .where(t.c.transaction_id.in_(due.scalar_subquery()))
+            update(transactions)
+            .where(transactions.c.transaction_id.in_(due.scalar_subquery()))
             .values(
-                attempts=t.c.attempts + 1,
+                attempts=transactions.c.attempts + 1,
                 claim_token=token,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
             )
@@ -227,11 +170,11 @@ class TransactionRepository:
         """
         run_token = str(uuid.uuid4())
         statement = (
-            update(t)
+            update(transactions)
             .where(
-                t.c.transaction_id.in_(ids),
-                t.c.claim_token == dispatch_token,
-                t.c.status == PENDING,
+                transactions.c.transaction_id.in_(ids),
+                transactions.c.claim_token == dispatch_token,
+                IS_PROCESSING,
             )
             .values(claim_token=run_token, lease_expires_at=now + timedelta(seconds=lease_seconds))
             .returning(*CLAIM_COLUMNS)
@@ -248,9 +191,9 @@ class TransactionRepository:
         async with self._engine.begin() as conn:
             for token, ids in by_token.items():
                 await conn.execute(
-                    update(t)
-                    .where(t.c.transaction_id.in_(ids), t.c.claim_token == token)
-                    .values(claim_token=None, lease_expires_at=None, attempts=t.c.attempts - 1)
+                    update(transactions)
+                    .where(transactions.c.transaction_id.in_(ids), transactions.c.claim_token == token)
+                    .values(claim_token=None, lease_expires_at=None, attempts=transactions.c.attempts - 1)
                 )
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -275,8 +218,8 @@ class TransactionRepository:
             ids = [o.claimed.transaction_id for o in outcomes]
             finished_at = max(o.finished_at for o in outcomes)
             result = await conn.execute(
-                update(t)
-                .where(t.c.transaction_id.in_(ids), t.c.claim_token == token, t.c.status == PENDING)
+                update(transactions)
+                .where(transactions.c.transaction_id.in_(ids), transactions.c.claim_token == token, IS_PROCESSING)
                 .values(
                     status=TransactionStatus.PROCESSED.value,
                     processed_at=finished_at,
@@ -284,7 +227,7 @@ class TransactionRepository:
                     lease_expires_at=None,
                     last_error=None,
                 )
-                .returning(t.c.transaction_id)
+                .returning(transactions.c.transaction_id)
             )
             applied.update(result.scalars().all())
         return applied
@@ -302,11 +245,11 @@ class TransactionRepository:
         else:
             values["status"] = TransactionStatus.FAILED.value
         result = await conn.execute(
-            update(t)
+            update(transactions)
             .where(
-                t.c.transaction_id == claimed.transaction_id,
-                t.c.claim_token == claimed.claim_token,
-                t.c.status == PENDING,
+                transactions.c.transaction_id == claimed.transaction_id,
+                transactions.c.claim_token == claimed.claim_token,
+                IS_PROCESSING,
             )
             .values(**values)
         )
@@ -314,14 +257,14 @@ class TransactionRepository:
 
 
 CLAIM_COLUMNS = (
-    t.c.transaction_id,
-    t.c.source_account,
-    t.c.destination_account,
-    t.c.amount,
-    t.c.currency,
-    t.c.created_at,
-    t.c.due_at,
-    t.c.attempts,
+    transactions.c.transaction_id,
+    transactions.c.source_account,
+    transactions.c.destination_account,
+    transactions.c.amount,
+    transactions.c.currency,
+    transactions.c.created_at,
+    transactions.c.due_at,
+    transactions.c.attempts,
 )
 
 
@@ -341,7 +284,7 @@ def _claimed(row: Row[Any], token: str, now: datetime) -> ClaimedTransaction:
 
 
 def _unleased(now: datetime) -> Any:
-    return or_(t.c.lease_expires_at.is_(None), t.c.lease_expires_at <= now)
+    return or_(transactions.c.lease_expires_at.is_(None), transactions.c.lease_expires_at <= now)
 
 
 def _dialect_insert(engine: AsyncEngine) -> Callable[..., Any]:

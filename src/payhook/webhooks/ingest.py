@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from payhook.batching import GroupCommitter
+from payhook.batching import CommitterStopped, GroupCommitter
 from payhook.db import STORAGE_ERRORS
 from payhook.errors import ServiceUnavailable
-from payhook.transactions.repository import IngestResult, NewDelivery, TransactionRepository
+from payhook.transactions.records import IngestResult, NewDelivery
+from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 
 log = structlog.get_logger(__name__)
@@ -48,7 +49,7 @@ class Ingestor:
         delivery = NewDelivery(transaction, raw_body, received_at, due_at, self._signature)
         try:
             result = await self._committer.submit(delivery)
-        except (*STORAGE_ERRORS, RuntimeError) as exc:
+        except (*STORAGE_ERRORS, CommitterStopped) as exc:
             log.warning("webhook.store_failed", error=type(exc).__name__)
             raise ServiceUnavailable(
                 "The transaction could not be stored; nothing was recorded. Retry later."
