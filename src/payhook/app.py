@@ -26,7 +26,6 @@ from payhook.operators.service import OperatorService
 from payhook.processing.embedded import EmbeddedRunner
 from payhook.processing.processor import Processor
 from payhook.processing.scheduler import Runner, Scheduler
-from payhook.processing.steps import load_step
 from payhook.runtime import Runtime
 from payhook.transactions import router as transactions_router
 from payhook.transactions.repository import TransactionRepository
@@ -130,10 +129,10 @@ def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
 def _runner(settings: Settings, repository: TransactionRepository, metrics: Metrics) -> Runner:
     """Steps run on Celery workers when configured; otherwise in this process."""
     if settings.uses_celery:
-        from payhook.processing.celery_app import CeleryRunner
+        from payhook.processing.celery_dispatch import CeleryRunner
 
         return CeleryRunner(repository, settings)
-    processor = Processor(load_step(settings.processing_step), settings)
+    processor = Processor.from_settings(settings)
     return EmbeddedRunner(repository, processor, settings, on_recorded=metrics.attempt)
 
 

@@ -24,9 +24,9 @@ from payhook.config import Settings, SignatureScheme, settings_problem
 from payhook.db import create_engine
 from payhook.http_server import HeadDeadlineProtocol
 from payhook.jsonfmt import dumps
+from payhook.migrate import is_current, upgrade
 from payhook.observability.logging import configure_logging
 from payhook.operators.repository import Action, OperatorRepository
-from payhook.migrate import is_current, upgrade
 from payhook.timefmt import isoformat_z
 from payhook.webhooks.signatures import Verifier, build_verifier
 
@@ -72,7 +72,7 @@ def worker() -> None:
     settings = _settings()
     _ensure_schema(settings)
     if settings.uses_celery:
-        from payhook.processing.celery_app import run_worker
+        from payhook.processing.celery_worker import run_worker
 
         run_worker(settings)
         return

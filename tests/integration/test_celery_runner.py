@@ -12,7 +12,8 @@ import pytest
 
 from payhook.config import Settings
 from payhook.db import create_engine
-from payhook.processing.celery_app import CeleryRunner, WorkerRuntime
+from payhook.processing.celery_dispatch import CeleryRunner
+from payhook.processing.celery_worker import WorkerRuntime
 from payhook.processing.processor import Processor
 from payhook.processing.scheduler import RunnerUnavailable
 from payhook.transactions.records import ClaimedTransaction, NewDelivery

@@ -12,7 +12,7 @@ import simplejson
 from sqlalchemy import ColumnElement, Row, and_, exists, func, insert, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from payhook.operators.schemas import TransactionFilter
+from payhook.operators.schemas import TransactionFilter, TransactionSummary
 from payhook.transactions.models import (
     IS_PROCESSING,
     DeliveryOutcome,
@@ -28,19 +28,8 @@ AnyRow = Row[*tuple[Any, ...]]
 Keyset = tuple[datetime, str]
 PURGE_BATCH = 1000
 
-SUMMARY_COLUMNS = (
-    transactions.c.transaction_id,
-    transactions.c.source_account,
-    transactions.c.destination_account,
-    transactions.c.amount,
-    transactions.c.currency,
-    transactions.c.status,
-    transactions.c.created_at,
-    transactions.c.due_at,
-    transactions.c.processed_at,
-    transactions.c.attempts,
-    transactions.c.last_error,
-)
+# The columns TransactionSummary shows, in its order.
+SUMMARY_COLUMNS = tuple(transactions.c[name] for name in TransactionSummary.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +69,10 @@ class OperatorRepository:
         if after is not None:
             at, key = after
             conditions.append(
-                or_(transactions.c.created_at < at, and_(transactions.c.created_at == at, transactions.c.transaction_id < key))
+                or_(
+                    transactions.c.created_at < at,
+                    and_(transactions.c.created_at == at, transactions.c.transaction_id < key),
+                )
             )
         statement = (
             select(*SUMMARY_COLUMNS)
@@ -151,7 +143,9 @@ class OperatorRepository:
         The UPDATE repeats `status = 'FAILED'`: of two concurrent replays only one changes a row.
         """
         chosen = (
-            select(transactions.c.transaction_id, transactions.c.attempts, transactions.c.last_error)
+            select(
+                transactions.c.transaction_id, transactions.c.attempts, transactions.c.last_error
+            )
             .where(transactions.c.status == TransactionStatus.FAILED.value, *conditions)
             .order_by(transactions.c.created_at)
             .limit(limit)
@@ -169,8 +163,17 @@ class OperatorRepository:
     async def _requeue(self, conn: AsyncConnection, ids: list[str], now: datetime) -> list[str]:
         result = await conn.execute(
             update(transactions)
-            .where(transactions.c.transaction_id.in_(ids), transactions.c.status == TransactionStatus.FAILED.value)
-            .values(status=TransactionStatus.PROCESSING.value, due_at=now, attempts=0, claim_token=None, lease_expires_at=None)
+            .where(
+                transactions.c.transaction_id.in_(ids),
+                transactions.c.status == TransactionStatus.FAILED.value,
+            )
+            .values(
+                status=TransactionStatus.PROCESSING.value,
+                due_at=now,
+                attempts=0,
+                claim_token=None,
+                lease_expires_at=None,
+            )
             .returning(transactions.c.transaction_id)
         )
         return sorted(result.scalars().all())
@@ -185,7 +188,9 @@ class OperatorRepository:
 
     async def counts_by_status(self) -> dict[str, int]:
         async with self._read() as conn:
-            rows = await conn.execute(select(transactions.c.status, func.count()).group_by(transactions.c.status))
+            rows = await conn.execute(
+                select(transactions.c.status, func.count()).group_by(transactions.c.status)
+            )
             return {row[0]: int(row[1]) for row in rows}
 
     async def due_backlog(self, now: datetime) -> tuple[int, datetime | None]:
@@ -193,7 +198,9 @@ class OperatorRepository:
         async with self._read() as conn:
             row = (
                 await conn.execute(
-                    select(func.count(), func.min(transactions.c.due_at)).where(IS_PROCESSING, transactions.c.due_at <= now)
+                    select(func.count(), func.min(transactions.c.due_at)).where(
+                        IS_PROCESSING, transactions.c.due_at <= now
+                    )
                 )
             ).one()
             return int(row[0]), row[1]
@@ -202,11 +209,15 @@ class OperatorRepository:
         """Forget raw bodies received before `cutoff`, in batches; rows and statuses stay."""
         purged = 0
         while True:
-            batch = select(deliveries.c.id).where(deliveries.c.received_at < cutoff, deliveries.c.raw_body.is_not(None))
+            batch = select(deliveries.c.id).where(
+                deliveries.c.received_at < cutoff, deliveries.c.raw_body.is_not(None)
+            )
             async with self._engine.begin() as conn:
                 ids = (await conn.execute(batch.limit(PURGE_BATCH))).scalars().all()
                 if ids:
-                    await conn.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(raw_body=None))
+                    await conn.execute(
+                        update(deliveries).where(deliveries.c.id.in_(ids)).values(raw_body=None)
+                    )
             purged += len(ids)
             if len(ids) < PURGE_BATCH:
                 break
@@ -230,7 +241,10 @@ class OperatorRepository:
             found.append(transactions.c.created_at < where.created_before)
         if where.account is not None:
             found.append(
-                or_(transactions.c.source_account == where.account, transactions.c.destination_account == where.account)
+                or_(
+                    transactions.c.source_account == where.account,
+                    transactions.c.destination_account == where.account,
+                )
             )
         if where.currency is not None:
             found.append(transactions.c.currency == where.currency)
@@ -268,7 +282,8 @@ class OperatorRepository:
 
 def _conflicted() -> ColumnElement[bool]:
     return exists().where(
-        deliveries.c.transaction_id == transactions.c.transaction_id, deliveries.c.outcome == DeliveryOutcome.CONFLICT.value
+        deliveries.c.transaction_id == transactions.c.transaction_id,
+        deliveries.c.outcome == DeliveryOutcome.CONFLICT.value,
     )
 
 

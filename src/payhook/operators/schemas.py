@@ -20,8 +20,8 @@ from pydantic import (
 from payhook.transactions.models import TransactionStatus
 from payhook.transactions.schemas import (
     CONTROL_FREE_PATTERN,
-    ExactAmountOut,
     Identifier,
+    TransactionOut,
     no_control_characters,
 )
 
@@ -193,16 +193,10 @@ class ListQuery(TransactionFilter):
     cursor: Cursor | None = _optional("next_cursor of the last page")
 
 
-class TransactionSummary(BaseModel):
-    transaction_id: str
-    source_account: str
-    destination_account: str
-    amount: ExactAmountOut
-    currency: str
-    status: TransactionStatus
-    created_at: datetime
+class TransactionSummary(TransactionOut):
+    """A transaction as operators see it: what anyone sees, and its schedule."""
+
     due_at: datetime
-    processed_at: datetime | None
     attempts: int
     last_error: str | None
 

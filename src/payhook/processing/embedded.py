@@ -11,14 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-import structlog
-
 from payhook.config import Settings
-from payhook.processing.processor import Processor, record_until_lease_lapses
+from payhook.processing.batch import BatchProcessor
+from payhook.processing.processor import Processor
 from payhook.transactions.records import ClaimedTransaction, Outcome
 from payhook.transactions.repository import TransactionRepository
-
-log = structlog.get_logger(__name__)
 
 STOP_GRACE_SECONDS = 10.0
 
@@ -35,10 +32,10 @@ class EmbeddedRunner:
         settings: Settings,
         on_recorded: Callable[[Outcome], None] | None = None,
     ) -> None:
-        self._repository = repository
-        self._processor = processor
+        self._batch_processor = BatchProcessor(
+            repository, processor, settings.lease_seconds, on_recorded
+        )
         self._settings = settings
-        self._on_recorded = on_recorded
         self._batches: dict[asyncio.Task[None], int] = {}
 
     def start(self) -> None:
@@ -55,7 +52,7 @@ class EmbeddedRunner:
         return self._settings.executor_concurrency - self._in_flight
 
     async def run(self, claimed: Sequence[ClaimedTransaction]) -> None:
-        task = asyncio.create_task(self._process(claimed))
+        task = asyncio.create_task(self._batch_processor.process(claimed))
         self._batches[task] = len(claimed)
         task.add_done_callback(self._batches.pop)
 
@@ -65,16 +62,3 @@ class EmbeddedRunner:
             _, unfinished = await asyncio.wait(self._batches, timeout=STOP_GRACE_SECONDS)
             for task in unfinished:
                 task.cancel()
-
-    async def _process(self, claimed: Sequence[ClaimedTransaction]) -> None:
-        outcomes = await asyncio.gather(*(self._processor.run(item) for item in claimed))
-        applied = await record_until_lease_lapses(
-            lambda: self._repository.record_outcomes(outcomes),
-            claimed[0].claimed_at,
-            self._settings.lease_seconds,
-        )
-        for outcome, ok in zip(outcomes, applied or [], strict=False):
-            if not ok:
-                log.warning("executor.claim_lost", transaction_id=outcome.claimed.transaction_id)
-            elif self._on_recorded is not None:
-                self._on_recorded(outcome)

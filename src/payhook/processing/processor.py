@@ -13,7 +13,7 @@ import structlog
 
 from payhook.config import Settings
 from payhook.db import STORAGE_ERRORS
-from payhook.processing.steps import ProcessingStep
+from payhook.processing.steps import ProcessingStep, load_step
 from payhook.transactions.records import ClaimedTransaction, Outcome
 
 log = structlog.get_logger(__name__)
@@ -31,6 +31,11 @@ class Processor:
         self._max_attempts = settings.max_retries + 1
         self._backoff = settings.retry_backoff_seconds
         self._backoff_max = settings.retry_backoff_max_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Processor:
+        """The processor for PROCESSING_STEP."""
+        return cls(load_step(settings.processing_step), settings)
 
     async def run(self, claimed: ClaimedTransaction) -> Outcome:
         if claimed.attempt > self._max_attempts:

@@ -1,40 +1,28 @@
-"""The ingest hot path on PostgreSQL, written against asyncpg directly.
+"""The ingest steps on PostgreSQL, written against asyncpg directly.
 
 A batch is three statements whatever its size, each a prepared statement over arrays
 (`unnest`): the new rows, the stored content of re-delivered ids, the deliveries log. Through
 SQLAlchemy the same work was a quarter of the API's CPU under load (py-spy, see
-benchmarks/README.md), most of it spent binding rows one by one.
+benchmarks/README.md), most of it spent binding rows one by one. The statements are written
+from the table definitions, so a new column needs no edit here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
+from sqlalchemy import Column, Table
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payhook.transactions.schemas import TransactionContent
+from payhook.transactions.models import deliveries, transactions
 
-INSERT_NEW = """
-INSERT INTO transactions (transaction_id, source_account, destination_account, amount, currency,
-                          created_at, due_at, status, attempts)
-SELECT i.*, 'PROCESSING', 0
-FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::timestamptz[],
-            $7::timestamptz[]) AS i
-ON CONFLICT (transaction_id) DO NOTHING
-RETURNING transaction_id
-"""
-
-SELECT_STORED = """
-SELECT transaction_id, source_account, destination_account, amount, currency, status
-FROM transactions
-WHERE transaction_id = ANY($1::text[])
-"""
-
-INSERT_DELIVERIES = """
-INSERT INTO deliveries (transaction_id, received_at, outcome, raw_body, signature)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bytea[], $5::text[])
-"""
+Row = Mapping[str, Any]
+KEY = transactions.c.transaction_id
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
 async def driver_connection(conn: AsyncConnection) -> Any:
@@ -43,16 +31,55 @@ async def driver_connection(conn: AsyncConnection) -> Any:
     return raw.driver_connection
 
 
-async def insert_new(driver: Any, columns: Sequence[Sequence[Any]]) -> set[str]:
-    """INSERT ... ON CONFLICT DO NOTHING for the columns given; the ids that made a row."""
-    rows = await driver.fetch(INSERT_NEW, *map(list, columns))
-    return {row[0] for row in rows}
+class AsyncpgIngest:
+    """`IngestSteps` on one asyncpg connection, inside the caller's transaction."""
+
+    def __init__(self, driver: Any) -> None:
+        self._driver = driver
+
+    async def insert_new(self, rows: Sequence[Row]) -> set[str]:
+        """INSERT ... ON CONFLICT DO NOTHING; the ids that made a row."""
+        columns = tuple(rows[0])
+        statement = _unnest_insert(transactions, columns, KEY.name)
+        found = await self._driver.fetch(statement, *_arrays(rows, columns))
+        return {row[0] for row in found}
+
+    async def stored(self, columns: Sequence[str], ids: Sequence[str]) -> list[Row]:
+        found = await self._driver.fetch(_select_by_key(tuple(columns)), list(ids))
+        return [dict(row) for row in found]
+
+    async def insert_deliveries(self, rows: Sequence[Row]) -> None:
+        columns = tuple(rows[0])
+        statement = _unnest_insert(deliveries, columns, None)
+        await self._driver.execute(statement, *_arrays(rows, columns))
 
 
-async def stored_content(driver: Any, ids: Iterable[str]) -> dict[str, TransactionContent]:
-    rows = await driver.fetch(SELECT_STORED, list(ids))
-    return {row["transaction_id"]: TransactionContent.model_validate(dict(row)) for row in rows}
+def _arrays(rows: Sequence[Row], columns: Sequence[str]) -> list[list[Any]]:
+    return [[row[name] for row in rows] for name in columns]
 
 
-async def insert_deliveries(driver: Any, columns: Sequence[Sequence[Any]]) -> None:
-    await driver.execute(INSERT_DELIVERIES, *map(list, columns))
+def _array_type(column: Column[Any]) -> str:
+    # Without a length: casting to VARCHAR(n) would truncate silently, where the INSERT refuses.
+    return re.sub(r"\(\d+\)", "", column.type.compile(dialect=_DIALECT)) + "[]"
+
+
+@cache
+def _unnest_insert(table: Table, columns: tuple[str, ...], conflict: str | None) -> str:
+    arrays = ", ".join(
+        f"${position}::{_array_type(table.c[name])}" for position, name in enumerate(columns, 1)
+    )
+    # Every name here comes from the table definition, none from a request.
+    names = ", ".join(columns)
+    statement = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    if conflict is not None:
+        statement += f" ON CONFLICT ({conflict}) DO NOTHING RETURNING {conflict}"
+    return statement
+
+
+@cache
+def _select_by_key(columns: tuple[str, ...]) -> str:
+    names = ", ".join(columns)
+    return (
+        f"SELECT {names} FROM {transactions.name} "  # noqa: S608 (names from the table)
+        f"WHERE {KEY.name} = ANY($1::{_array_type(KEY)})"
+    )

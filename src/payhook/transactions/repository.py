@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Row, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,7 +24,53 @@ from payhook.transactions.models import (
     transactions,
 )
 from payhook.transactions.records import ClaimedTransaction, IngestResult, NewDelivery, Outcome
-from payhook.transactions.schemas import TransactionContent, TransactionIn
+from payhook.transactions.schemas import TransactionContent
+
+# What a re-delivery is compared with: the stored columns TransactionContent names.
+STORED_COLUMNS = ("transaction_id", *TransactionContent.model_fields)
+
+
+class IngestSteps(Protocol):
+    """The three statements of one ingest batch, as a dialect runs them."""
+
+    async def insert_new(self, rows: Sequence[Mapping[str, Any]]) -> set[str]: ...
+
+    async def stored(
+        self, columns: Sequence[str], ids: Sequence[str]
+    ) -> Sequence[Mapping[str, Any]]: ...
+
+    async def insert_deliveries(self, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+
+class SqlAlchemyIngest:
+    """`IngestSteps` through SQLAlchemy Core (SQLite, or any dialect without a fast path)."""
+
+    def __init__(self, conn: AsyncConnection, dialect_insert: Callable[..., Any]) -> None:
+        self._conn = conn
+        self._insert = dialect_insert
+
+    async def insert_new(self, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+        statement = (
+            self._insert(transactions)
+            .on_conflict_do_nothing(index_elements=[transactions.c.transaction_id])
+            .returning(transactions.c.transaction_id)
+        )
+        result = await self._conn.execute(statement, list(rows))
+        return set(result.scalars().all())
+
+    async def stored(
+        self, columns: Sequence[str], ids: Sequence[str]
+    ) -> Sequence[Mapping[str, Any]]:
+        result = await self._conn.execute(
+            select(*(transactions.c[name] for name in columns)).where(
+                transactions.c.transaction_id.in_(ids)
+            )
+        )
+        return cast(Sequence[Mapping[str, Any]], result.mappings().all())
+
+    async def insert_deliveries(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        await self._conn.execute(insert(deliveries), list(rows))
+
 
 class TransactionRepository:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -34,96 +82,52 @@ class TransactionRepository:
         await self._engine.dispose()
 
     async def ingest(self, batch: Sequence[NewDelivery]) -> list[IngestResult]:
-        """Store a batch of deliveries atomically; a new id makes a row, a known one is compared."""
+        """Store a batch of deliveries atomically; a new id makes a row, a known one is compared.
+
+        One algorithm on every database: insert the new ids, read what is stored for the others,
+        judge each delivery against it, log every delivery. Only how the statements run differs.
+        """
         firsts: dict[str, NewDelivery] = {}
         for item in batch:
             firsts.setdefault(item.transaction.transaction_id, item)
-        if self._engine.dialect.name == "postgresql":
-            return await self._ingest_postgres(batch, firsts)
-        async with self._engine.begin() as conn:
-            inserted = await self._insert_new(conn, firsts.values())
-            stored = await self._stored_content(conn, firsts.keys() - inserted)
+        async with self._ingest_steps() as steps:
+            inserted = await steps.insert_new([_new_row(item) for item in firsts.values()])
+            known = list(firsts.keys() - inserted)
+            found = await steps.stored(STORED_COLUMNS, known) if known else []
+            stored = {
+                row["transaction_id"]: TransactionContent.model_validate(row) for row in found
+            }
             for key in inserted:
                 stored[key] = _content_of(firsts[key])
             results = [_judge(item, firsts, inserted, stored) for item in batch]
-            await conn.execute(
-                insert(deliveries),
-                [
-                    {
-                        "transaction_id": item.transaction.transaction_id,
-                        "received_at": item.received_at,
-                        "outcome": result.outcome.value,
-                        "raw_body": item.raw_body,
-                        "signature": item.signature,
-                    }
-                    for item, result in zip(batch, results, strict=True)
-                ],
+            await steps.insert_deliveries(
+                [_delivery_row(item, result) for item, result in zip(batch, results, strict=True)]
             )
         return results
 
-    async def _ingest_postgres(
-        self, batch: Sequence[NewDelivery], firsts: dict[str, NewDelivery]
-    ) -> list[IngestResult]:
+    @asynccontextmanager
+    async def _ingest_steps(self) -> AsyncIterator[IngestSteps]:
+        """The dialect's way to run the ingest statements, inside one database transaction."""
+        if self._engine.dialect.name != "postgresql":
+            async with self._engine.begin() as conn:
+                yield SqlAlchemyIngest(conn, self._insert)
+            return
         async with self._engine.connect() as conn:
             try:
                 driver = await postgres.driver_connection(conn)
                 async with driver.transaction():
-                    new = [_transaction_columns(item) for item in firsts.values()]
-                    inserted = await postgres.insert_new(driver, list(zip(*new, strict=True)))
-                    stored = await postgres.stored_content(driver, firsts.keys() - inserted)
-                    for key in inserted:
-                        stored[key] = _content_of(firsts[key])
-                    results = [_judge(item, firsts, inserted, stored) for item in batch]
-                    logged = [_delivery_columns(i, r) for i, r in zip(batch, results, strict=True)]
-                    await postgres.insert_deliveries(driver, list(zip(*logged, strict=True)))
+                    yield postgres.AsyncpgIngest(driver)
             except BaseException:
                 # The driver connection bypassed SQLAlchemy's error handling: never pool it again.
                 await conn.invalidate()
                 raise
-        return results
-
-    async def _insert_new(self, conn: AsyncConnection, items: Iterable[NewDelivery]) -> set[str]:
-        rows = [
-            {
-                **item.transaction.model_dump(),
-                "status": TransactionStatus.PROCESSING.value,
-                "created_at": item.received_at,
-                "due_at": item.due_at,
-                "attempts": 0,
-            }
-            for item in items
-        ]
-        statement = (
-            self._insert(transactions)
-            .on_conflict_do_nothing(index_elements=[transactions.c.transaction_id])
-            .returning(transactions.c.transaction_id)
-        )
-        result = await conn.execute(statement, rows)
-        return set(result.scalars().all())
-
-    async def _stored_content(
-        self, conn: AsyncConnection, ids: set[str]
-    ) -> dict[str, TransactionContent]:
-        if not ids:
-            return {}
-        result = await conn.execute(
-            select(
-                transactions.c.transaction_id,
-                transactions.c.source_account,
-                transactions.c.destination_account,
-                transactions.c.amount,
-                transactions.c.currency,
-                transactions.c.status,
-            ).where(transactions.c.transaction_id.in_(ids))
-        )
-        return {
-            row.transaction_id: TransactionContent.model_validate(row._mapping) for row in result
-        }
 
     async def get(self, transaction_id: str) -> Row[tuple[object, ...]] | None:
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(readonly=True)
-            result = await conn.execute(select(transactions).where(transactions.c.transaction_id == transaction_id))
+            result = await conn.execute(
+                select(transactions).where(transactions.c.transaction_id == transaction_id)
+            )
             return result.first()
 
     async def next_due_at(self, now: datetime) -> datetime | None:
@@ -192,8 +196,14 @@ class TransactionRepository:
             for token, ids in by_token.items():
                 await conn.execute(
                     update(transactions)
-                    .where(transactions.c.transaction_id.in_(ids), transactions.c.claim_token == token)
-                    .values(claim_token=None, lease_expires_at=None, attempts=transactions.c.attempts - 1)
+                    .where(
+                        transactions.c.transaction_id.in_(ids), transactions.c.claim_token == token
+                    )
+                    .values(
+                        claim_token=None,
+                        lease_expires_at=None,
+                        attempts=transactions.c.attempts - 1,
+                    )
                 )
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -219,7 +229,11 @@ class TransactionRepository:
             finished_at = max(o.finished_at for o in outcomes)
             result = await conn.execute(
                 update(transactions)
-                .where(transactions.c.transaction_id.in_(ids), transactions.c.claim_token == token, IS_PROCESSING)
+                .where(
+                    transactions.c.transaction_id.in_(ids),
+                    transactions.c.claim_token == token,
+                    IS_PROCESSING,
+                )
                 .values(
                     status=TransactionStatus.PROCESSED.value,
                     processed_at=finished_at,
@@ -256,31 +270,18 @@ class TransactionRepository:
         return bool(result.rowcount)
 
 
+# The stored columns a ClaimedTransaction carries; the claim's own fields come from the claim.
+_CLAIM_FIELDS = {"attempt", "claim_token", "claimed_at"}
 CLAIM_COLUMNS = (
-    transactions.c.transaction_id,
-    transactions.c.source_account,
-    transactions.c.destination_account,
-    transactions.c.amount,
-    transactions.c.currency,
-    transactions.c.created_at,
-    transactions.c.due_at,
+    *(transactions.c[f.name] for f in fields(ClaimedTransaction) if f.name not in _CLAIM_FIELDS),
     transactions.c.attempts,
 )
 
 
 def _claimed(row: Row[Any], token: str, now: datetime) -> ClaimedTransaction:
-    return ClaimedTransaction(
-        transaction_id=row.transaction_id,
-        source_account=row.source_account,
-        destination_account=row.destination_account,
-        amount=row.amount,
-        currency=row.currency,
-        created_at=row.created_at,
-        due_at=row.due_at,
-        attempt=row.attempts,
-        claim_token=token,
-        claimed_at=now,
-    )
+    stored = dict(row._mapping)
+    attempt = stored.pop("attempts")
+    return ClaimedTransaction(**stored, attempt=attempt, claim_token=token, claimed_at=now)
 
 
 def _unleased(now: datetime) -> Any:
@@ -291,22 +292,24 @@ def _dialect_insert(engine: AsyncEngine) -> Callable[..., Any]:
     return sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
 
 
-def _transaction_columns(item: NewDelivery) -> tuple[object, ...]:
-    transaction = item.transaction
-    return (
-        transaction.transaction_id,
-        transaction.source_account,
-        transaction.destination_account,
-        transaction.amount,
-        transaction.currency,
-        item.received_at,
-        item.due_at,
-    )
+def _new_row(item: NewDelivery) -> dict[str, object]:
+    return {
+        **dict(item.transaction),
+        "created_at": item.received_at,
+        "due_at": item.due_at,
+        "status": TransactionStatus.PROCESSING.value,
+        "attempts": 0,
+    }
 
 
-def _delivery_columns(item: NewDelivery, result: IngestResult) -> tuple[object, ...]:
-    key = item.transaction.transaction_id
-    return (key, item.received_at, result.outcome.value, item.raw_body, item.signature)
+def _delivery_row(item: NewDelivery, result: IngestResult) -> dict[str, object]:
+    return {
+        "transaction_id": item.transaction.transaction_id,
+        "received_at": item.received_at,
+        "outcome": result.outcome.value,
+        "raw_body": item.raw_body,
+        "signature": item.signature,
+    }
 
 
 def _content_of(item: NewDelivery) -> TransactionContent:

@@ -121,16 +121,15 @@ class TransactionIn(BaseModel):
 
     def same_content(self, other: TransactionContent) -> bool:
         """Whether a re-delivery carries what is stored (amounts compare by value: 1.5 == 1.50)."""
-        return (
-            self.source_account == other.source_account
-            and self.destination_account == other.destination_account
-            and self.amount == other.amount
-            and self.currency == other.currency
+        return all(
+            getattr(self, name) == getattr(other, name)
+            for name in TransactionContent.model_fields
+            if name != "status"
         )
 
 
 class TransactionContent(BaseModel):
-    """The stored fields a re-delivery is compared with."""
+    """The stored fields a re-delivery is compared with (every one but `status`)."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -1,4 +1,6 @@
-"""The Celery executor: the scheduler dispatches due batches to Celery workers over Redis.
+"""The Celery executor, API side: the scheduler dispatches due batches to Celery workers.
+
+The worker side is `celery_worker.py`.
 
 The database stays the source of truth. A message carries only transaction ids and the token
 of the claim that dispatched them; a worker first swaps that token for its own (so a redelivered,
@@ -22,40 +24,30 @@ Settings chosen for this workload (see docs/DEPLOYMENT.md):
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
-import structlog
 from celery import Celery
-from celery.signals import worker_shutdown
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from payhook.config import Settings
-from payhook.db import create_engine
-from payhook.processing.processor import Processor, record_until_lease_lapses
 from payhook.processing.scheduler import RunnerUnavailable
-from payhook.processing.steps import load_step
 from payhook.transactions.records import ClaimedTransaction
 from payhook.transactions.repository import TransactionRepository
-
-log = structlog.get_logger(__name__)
 
 TASK_NAME = "payhook.process_batch"
 QUEUE = "payhook"
 PUBLISH_ERRORS = (KombuError, RedisError, OSError, TimeoutError)
 
-celery_app = Celery("payhook", set_as_current=False)
+
+def new_celery_app() -> Celery:
+    """A Celery app that is not the process's current app."""
+    return Celery("payhook", set_as_current=False)
 
 
-def configure(settings: Settings) -> Celery:
+def configure(app: Celery, settings: Settings) -> Celery:
     """Point the Celery app at REDIS_URL with the settings this workload needs."""
-    celery_app.conf.update(
+    app.conf.update(
         broker_url=settings.redis_url,
         broker_transport="payhook.processing.redis_transport:Transport",
         broker_connection_retry_on_startup=True,
@@ -81,8 +73,7 @@ def configure(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
-    celery_app.conf.payhook_settings = settings
-    return celery_app
+    return app
 
 
 class CeleryRunner:
@@ -96,9 +87,10 @@ class CeleryRunner:
         self._repository = repository
         self._batch_size = settings.celery_batch_size
         self._settings = settings
+        self._app = new_celery_app()
 
     def start(self) -> None:
-        configure(self._settings)
+        configure(self._app, self._settings)
 
     async def capacity(self) -> int:
         return self._settings.executor_batch_size
@@ -119,90 +111,6 @@ class CeleryRunner:
         return None
 
     def _publish(self, chunks: list[list[str]], token: str) -> None:
-        with celery_app.producer_or_acquire() as producer:
+        with self._app.producer_or_acquire() as producer:
             for chunk in chunks:
-                celery_app.send_task(TASK_NAME, args=[chunk, token], producer=producer, retry=False)
-
-
-@dataclass
-class WorkerRuntime:
-    """What one worker process keeps between tasks: its event loop and database pool."""
-
-    loop: asyncio.AbstractEventLoop
-    repository: TransactionRepository
-    processor: Processor
-    lease_seconds: float
-
-    async def process(self, ids: Sequence[str], dispatch_token: str) -> int:
-        now = datetime.now(UTC)
-        claimed = await self.repository.start_dispatched(
-            ids, dispatch_token, now, lease_seconds=self.lease_seconds
-        )
-        if len(claimed) < len(ids):
-            log.info("worker.stale_skipped", skipped=len(ids) - len(claimed))
-        outcomes = await asyncio.gather(*(self.processor.run(item) for item in claimed))
-        if outcomes:
-            await record_until_lease_lapses(
-                lambda: self.repository.record_outcomes(outcomes), now, self.lease_seconds
-            )
-        return len(claimed)
-
-
-_runtime: WorkerRuntime | None = None
-_runtime_lock = threading.Lock()
-
-
-def _worker_runtime() -> WorkerRuntime:
-    """One event loop per worker process, in its own thread, shared by all pool threads."""
-    global _runtime
-    with _runtime_lock:
-        if _runtime is None:
-            settings: Settings = celery_app.conf.payhook_settings
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="payhook-loop", daemon=True).start()
-            repository = TransactionRepository(create_engine(settings))
-            processor = Processor(load_step(settings.processing_step), settings)
-            _runtime = WorkerRuntime(loop, repository, processor, settings.lease_seconds)
-        return _runtime
-
-
-@celery_app.task(name=TASK_NAME, ignore_result=True)
-def process_batch(transaction_ids: list[str], dispatch_token: str) -> int:
-    """Run the steps of one dispatched batch; a stale or duplicate message does nothing."""
-    runtime = _worker_runtime()
-    work = runtime.process(transaction_ids, dispatch_token)
-    # The pool thread waits, so WORKER_CONCURRENCY bounds the batches in flight.
-    return asyncio.run_coroutine_threadsafe(work, runtime.loop).result()
-
-
-@worker_shutdown.connect
-def _dispose(**_: Any) -> None:
-    if _runtime is not None:
-        future = asyncio.run_coroutine_threadsafe(_runtime.repository.dispose(), _runtime.loop)
-        future.result(timeout=10)
-
-
-def run_worker(settings: Settings) -> None:
-    """Run a Celery worker in this process: WORKER_CONCURRENCY pool threads feeding one loop.
-
-    Steps wait on I/O (the external API), so batches run concurrently on one asyncio loop;
-    threads only bound how many batches are in flight. Run more workers for more CPU.
-    """
-    configure(settings)
-    # One line per task received and succeeded is noise at this volume; failures still log.
-    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
-    logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
-    name = f"payhook-{uuid.uuid4().hex[:8]}@%h"
-    celery_app.worker_main(
-        [
-            "worker",
-            f"--loglevel={settings.log_level}",
-            "--pool=threads",
-            f"--concurrency={settings.worker_concurrency}",
-            f"--queues={QUEUE}",
-            f"--hostname={name}",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
-    )
+                self._app.send_task(TASK_NAME, args=[chunk, token], producer=producer, retry=False)

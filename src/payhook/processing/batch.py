@@ -1,0 +1,50 @@
+"""One claimed batch, whoever runs it: run its steps, then record the outcomes under its lease.
+
+The embedded runner and the Celery worker both hand their batches here, so a batch is processed,
+fenced and logged the same way in either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from payhook.processing.processor import Processor, record_until_lease_lapses
+from payhook.transactions.records import ClaimedTransaction, Outcome
+from payhook.transactions.repository import TransactionRepository
+
+log = structlog.get_logger(__name__)
+
+
+class BatchProcessor:
+    """Runs a batch's steps concurrently and writes their outcomes in one transaction."""
+
+    def __init__(
+        self,
+        repository: TransactionRepository,
+        processor: Processor,
+        lease_seconds: float,
+        on_recorded: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.repository = repository
+        self._processor = processor
+        self._lease_seconds = lease_seconds
+        self._on_recorded = on_recorded
+
+    async def process(self, claimed: Sequence[ClaimedTransaction]) -> None:
+        """Each outcome is applied only while its claim token still holds the row (fencing)."""
+        if not claimed:
+            return
+        outcomes = await asyncio.gather(*(self._processor.run(item) for item in claimed))
+        applied = await record_until_lease_lapses(
+            lambda: self.repository.record_outcomes(outcomes),
+            claimed[0].claimed_at,
+            self._lease_seconds,
+        )
+        for outcome, ok in zip(outcomes, applied or [], strict=False):
+            if not ok:
+                log.warning("executor.claim_lost", transaction_id=outcome.claimed.transaction_id)
+            elif self._on_recorded is not None:
+                self._on_recorded(outcome)

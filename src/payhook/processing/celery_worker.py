@@ -1,0 +1,115 @@
+"""The Celery worker: runs dispatched batches, one asyncio loop per worker process.
+
+Its global state (the loop, the database pool) and Celery's signal hooks live here only, and
+are created in the worker process, on its first task. The API side is `celery_dispatch.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from celery.signals import worker_shutdown
+
+from payhook.config import Settings
+from payhook.db import create_engine
+from payhook.processing.batch import BatchProcessor
+from payhook.processing.celery_dispatch import QUEUE, TASK_NAME, configure, new_celery_app
+from payhook.processing.processor import Processor
+from payhook.transactions.repository import TransactionRepository
+
+log = structlog.get_logger(__name__)
+
+celery_app = new_celery_app()
+
+
+@dataclass
+class WorkerRuntime:
+    """What one worker process keeps between tasks: its event loop and database pool."""
+
+    loop: asyncio.AbstractEventLoop
+    repository: TransactionRepository
+    processor: Processor
+    lease_seconds: float
+    batches: BatchProcessor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batches = BatchProcessor(self.repository, self.processor, self.lease_seconds)
+
+    async def process(self, ids: Sequence[str], dispatch_token: str) -> int:
+        """Take the batch over from its dispatch claim, then run it like any other batch."""
+        claimed = await self.repository.start_dispatched(
+            ids, dispatch_token, datetime.now(UTC), lease_seconds=self.lease_seconds
+        )
+        if len(claimed) < len(ids):
+            log.info("worker.stale_skipped", skipped=len(ids) - len(claimed))
+        await self.batches.process(claimed)
+        return len(claimed)
+
+
+_runtime: WorkerRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def _worker_runtime() -> WorkerRuntime:
+    """One event loop per worker process, in its own thread, shared by all pool threads."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            settings: Settings = celery_app.conf.payhook_settings
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="payhook-loop", daemon=True).start()
+            repository = TransactionRepository(create_engine(settings))
+            processor = Processor.from_settings(settings)
+            _runtime = WorkerRuntime(loop, repository, processor, settings.lease_seconds)
+        return _runtime
+
+
+@celery_app.task(name=TASK_NAME, ignore_result=True)
+def process_batch(transaction_ids: list[str], dispatch_token: str) -> int:
+    """Run the steps of one dispatched batch; a stale or duplicate message does nothing."""
+    runtime = _worker_runtime()
+    work = runtime.process(transaction_ids, dispatch_token)
+    # The pool thread waits, so WORKER_CONCURRENCY bounds the batches in flight.
+    return asyncio.run_coroutine_threadsafe(work, runtime.loop).result()
+
+
+@worker_shutdown.connect
+def _dispose(**_: Any) -> None:
+    if _runtime is not None:
+        future = asyncio.run_coroutine_threadsafe(_runtime.repository.dispose(), _runtime.loop)
+        future.result(timeout=10)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a Celery worker in this process: WORKER_CONCURRENCY pool threads feeding one loop.
+
+    Steps wait on I/O (the external API), so batches run concurrently on one asyncio loop;
+    threads only bound how many batches are in flight. Run more workers for more CPU.
+    """
+    configure(celery_app, settings)
+    celery_app.conf.payhook_settings = settings
+    # One line per task received and succeeded is noise at this volume; failures still log.
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+    logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
+    name = f"payhook-{uuid.uuid4().hex[:8]}@%h"
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.log_level}",
+            "--pool=threads",
+            f"--concurrency={settings.worker_concurrency}",
+            f"--queues={QUEUE}",
+            f"--hostname={name}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
