@@ -380,7 +380,7 @@ def _fill_sql(start: int, stop: int) -> str:
 
 
 async def _counts(url: str) -> tuple[int, int]:
-    engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    engine = create_engine(Settings(_env_file=None, database_url=url))
     try:
         async with engine.connect() as conn:
             row = (
@@ -397,7 +397,7 @@ async def _counts(url: str) -> tuple[int, int]:
 
 
 async def _lateness(url: str, delay: float) -> list[float]:
-    engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    engine = create_engine(Settings(_env_file=None, database_url=url))
     try:
         async with engine.connect() as conn:
             rows = await conn.execute(
@@ -413,7 +413,7 @@ async def _lateness(url: str, delay: float) -> list[float]:
 
 async def _mark_measured(url: str) -> None:
     """Rename measured rows so the next growth point measures only its own."""
-    engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    engine = create_engine(Settings(_env_file=None, database_url=url))
     try:
         async with engine.begin() as conn:
             await conn.execute(text("SET session_replication_role = replica"))

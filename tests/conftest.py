@@ -77,7 +77,8 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres":
         url: str = request.getfixturevalue("postgres_url")
         return url
-    return request.getfixturevalue("sqlite_url")
+    path: str = request.getfixturevalue("sqlite_url")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ TEN_MB = 10 * 1024 * 1024
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayhookProcess]:
     work = tmp_path_factory.mktemp("hostile")
     url = f"sqlite:///{work / 'payhook.db'}"
-    asyncio.run(upgrade(Settings(_env_file=None, database_url=url)))  # type: ignore[call-arg]
+    asyncio.run(upgrade(Settings(_env_file=None, database_url=url)))
     env = {
         "DATABASE_URL": url,
         "PROCESSING_DELAY_SECONDS": "3600",

@@ -116,7 +116,7 @@ class ProcessedAtWatch:
         self.moved: set[str] = set()
 
     async def sample(self) -> dict[str, tuple[str, datetime | None, datetime]]:
-        engine = create_engine(Settings(_env_file=None, database_url=self._url))  # type: ignore[call-arg]
+        engine = create_engine(Settings(_env_file=None, database_url=self._url))
         try:
             async with engine.connect() as conn:
                 rows = await conn.execute(

@@ -11,7 +11,7 @@ from payhook.transactions.repository import TransactionRepository
 
 @pytest.fixture
 async def repository(database_url: str) -> AsyncIterator[TransactionRepository]:
-    engine = create_engine(Settings(_env_file=None, database_url=database_url))  # type: ignore[call-arg]
+    engine = create_engine(Settings(_env_file=None, database_url=database_url))
     try:
         yield TransactionRepository(engine)
     finally:

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def pg_repository(postgres_url: str) -> AsyncIterator[TransactionRepository]:
-    engine = create_engine(Settings(_env_file=None, database_url=postgres_url))  # type: ignore[call-arg]
+    engine = create_engine(Settings(_env_file=None, database_url=postgres_url))
     yield TransactionRepository(engine)
     await engine.dispose()
 
@@ -62,7 +62,7 @@ async def test_a_redelivered_or_stale_message_does_nothing(
     async def step(transaction: ClaimedTransaction) -> None:
         calls.append(transaction.transaction_id)
 
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     keys = await due_rows(pg_repository, 3)
     claimed = await pg_repository.claim_due(
         datetime.now(UTC), limit=10, lease_seconds=60, token="dispatch-1"
@@ -87,7 +87,7 @@ async def test_a_lapsed_dispatch_is_not_run_by_its_late_message(
     async def step(transaction: ClaimedTransaction) -> None:
         calls.append(transaction.attempt)
 
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     keys = await due_rows(pg_repository, 1)
     now = datetime.now(UTC)
     await pg_repository.claim_due(now, limit=1, lease_seconds=1, token="lost-in-redis")
@@ -103,7 +103,7 @@ async def test_claims_are_handed_back_when_redis_is_down(
     pg_repository: TransactionRepository, postgres_url: str
 ) -> None:
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    settings = Settings(_env_file=None, database_url=postgres_url, redis_url=dead_redis)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=postgres_url, redis_url=dead_redis)
     runner = CeleryRunner(pg_repository, settings)
     runner.start()
     await due_rows(pg_repository, 5)

@@ -27,7 +27,7 @@ Step = Callable[[ClaimedTransaction], object]
 
 def settings_for(url: str) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=url,
         retry_backoff_seconds=0.1,
         executor_poll_seconds=0.05,

@@ -23,7 +23,7 @@ COUNT = 2000
 
 
 async def insert_due_soon(url: str, seconds: float) -> None:
-    engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    engine = create_engine(Settings(_env_file=None, database_url=url))
     repository = TransactionRepository(engine)
     now = datetime.now(UTC)
     batch = [
@@ -47,7 +47,7 @@ async def insert_due_soon(url: str, seconds: float) -> None:
 
 
 async def processed_count(url: str) -> int:
-    engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    engine = create_engine(Settings(_env_file=None, database_url=url))
     async with engine.connect() as conn:
         count = await conn.scalar(select(func.count()).where(transactions.c.status == "PROCESSED"))
     await engine.dispose()

@@ -12,7 +12,7 @@ import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 import httpx
@@ -180,7 +180,7 @@ REFUSED_IN_IDS = frozenset(
 )
 
 
-def _is_identifier(value: Any) -> bool:
+def _is_identifier(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and 1 <= len(value) <= 255 and not REFUSED_IN_IDS & set(value)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import schemathesis
@@ -93,10 +94,10 @@ async def _seed(settings: Settings) -> None:
     await add_failed_attempt(settings, "fuzz-failed", "gateway timeout")
 
 
-def _seeded_ids(strategy: st.SearchStrategy[Case]) -> st.SearchStrategy[Case]:
+def _seeded_ids(strategy: st.SearchStrategy[Case[Any]]) -> st.SearchStrategy[Case[Any]]:
     """Half the cases name a stored transaction instead of a random id."""
 
-    def pin(case: Case, transaction_id: str) -> Case:
+    def pin(case: Case[Any], transaction_id: str) -> Case[Any]:
         case.path_parameters = {**(case.path_parameters or {}), "transaction_id": transaction_id}
         return case
 
@@ -128,7 +129,7 @@ def test_operation_keeps_to_its_documentation(
 
     @given(case=strategy)
     @settings(max_examples=EXAMPLES, deadline=None, database=None)
-    def call(case: Case) -> None:
+    def call(case: Case[Any]) -> None:
         case.call_and_validate(headers=ADMIN)
 
     call()

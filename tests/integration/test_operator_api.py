@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -231,7 +232,7 @@ async def test_input_no_stored_row_could_match_is_refused_not_blamed_on_storage(
         nul_cursor = encode_cursor((datetime.now(UTC), "x\x00"))
         early = timezone(timedelta(hours=5))
         far_cursor = encode_cursor((datetime(1, 1, 1, tzinfo=early), "x"))
-        refused = [
+        refused: list[tuple[str, str, dict[str, Any], int]] = [
             ("GET", "/v1/transactions", {"params": {"q": "a\x00"}}, 422),
             ("GET", "/v1/transactions", {"params": {"account": "a\x00"}}, 422),
             ("GET", "/v1/transactions", {"params": {"currency": "\x00\x00\x00"}}, 422),

@@ -73,7 +73,7 @@ async def test_every_delivery_keeps_its_raw_body(repository: TransactionReposito
 
 
 async def test_racing_writers_store_one_row(database_url: str) -> None:
-    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=database_url)
     engines = [create_engine(settings) for _ in range(4)]
     try:
         repositories = [TransactionRepository(engine) for engine in engines]

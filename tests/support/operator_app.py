@@ -27,7 +27,7 @@ def operator_settings(database_url: str, **overrides: Any) -> Settings:
         "processing_delay_seconds": 3600,
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @asynccontextmanager

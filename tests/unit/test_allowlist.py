@@ -105,7 +105,7 @@ def test_settings_refuse_a_bad_cidr_list(name: str, value: str) -> None:
 
 def test_settings_accept_cidr_lists() -> None:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         webhook_allowed_ips="203.0.113.0/24, 2001:db8::/32,198.51.100.7",
         trusted_proxies="",
     )

@@ -31,7 +31,7 @@ def test_unsupported_database_urls_are_refused(url: str) -> None:
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HOST", "PORT", "DATABASE_URL", "PROCESSING_DELAY_SECONDS", "WEB_CONCURRENCY"):
         monkeypatch.delenv(name, raising=False)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert (settings.host, settings.port, settings.web_concurrency) == ("127.0.0.1", 8000, 1)
     assert settings.processing_delay_seconds == 30
     assert settings.database_url == "sqlite+aiosqlite:///./payhook.db"
@@ -40,7 +40,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROCESSING_DELAY_SECONDS", "2.5")
     monkeypatch.setenv("PORT", "9000")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert (settings.processing_delay_seconds, settings.port) == (2.5, 9000)
 
 

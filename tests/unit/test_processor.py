@@ -14,7 +14,7 @@ from payhook.transactions.records import ClaimedTransaction
 
 pytestmark = pytest.mark.anyio
 SETTINGS = Settings(
-    _env_file=None,  # type: ignore[call-arg]
+    _env_file=None,
     max_retries=3,
     retry_backoff_seconds=1.0,
     retry_backoff_max_seconds=5.0,
