@@ -1,0 +1,68 @@
+"""Which failures of the ingest path are a 503 "nothing was recorded", and which are bugs (500)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from payhook.config import Settings
+from payhook.db import create_engine
+from payhook.errors import ServiceUnavailable
+from payhook.transactions.records import IngestResult, NewDelivery
+from payhook.transactions.repository import TransactionRepository
+from payhook.transactions.schemas import TransactionIn
+from payhook.webhooks.ingest import Ingestor
+
+pytestmark = pytest.mark.anyio
+
+TRANSACTION = TransactionIn(
+    transaction_id="txn_errors",
+    source_account="acc_a",
+    destination_account="acc_b",
+    amount=Decimal("1.50"),
+    currency="USD",
+)
+
+
+def ingestor(repository: TransactionRepository) -> Ingestor:
+    return Ingestor(repository, delay_seconds=30, max_batch=10)
+
+
+async def test_a_stopped_ingestor_answers_503(sqlite_url: str) -> None:
+    repository = TransactionRepository(create_engine(Settings(database_url=sqlite_url)))
+    stopped = ingestor(repository)
+    with pytest.raises(ServiceUnavailable, match="nothing was recorded"):
+        await stopped.ingest(TRANSACTION, b"{}")
+    await repository.dispose()
+
+
+async def test_storage_failing_answers_503(tmp_path: Path) -> None:
+    # A real database without the tables: every statement fails in the driver.
+    empty = Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}")
+    repository = TransactionRepository(create_engine(empty))
+    running = ingestor(repository)
+    running.start()
+    with pytest.raises(ServiceUnavailable, match="nothing was recorded"):
+        await running.ingest(TRANSACTION, b"{}")
+    await running.stop()
+    await repository.dispose()
+
+
+async def test_a_bug_in_the_write_path_is_not_blamed_on_storage(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository = TransactionRepository(create_engine(Settings(database_url=sqlite_url)))
+
+    async def broken(batch: Sequence[NewDelivery]) -> list[IngestResult]:
+        raise RuntimeError("a bug, not an outage")
+
+    monkeypatch.setattr(repository, "ingest", broken)
+    running = ingestor(repository)
+    running.start()
+    with pytest.raises(RuntimeError, match="a bug, not an outage"):
+        await running.ingest(TRANSACTION, b"{}")
+    await running.stop()
+    await repository.dispose()
