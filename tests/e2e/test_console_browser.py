@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -139,7 +140,8 @@ def test_console_shows_a_posted_transaction_and_replays_a_failed_one(
 
             page.goto(f"{base}/console")
             stale = browser.new_page(viewport={"width": 1280, "height": 900})
-            stale.context.add_cookies(page.context.cookies())
+            # The cookies read back are what add_cookies takes (playwright types them apart).
+            stale.context.add_cookies(cast(Any, page.context.cookies()))
             stale.goto(f"{base}/console")
             (Path(server.env["PAYHOOK_TEST_FAIL_FLAG"])).unlink()
             page.locator(f"#failed button[data-replay='{FAILING}']").click()
