@@ -10,14 +10,19 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from simplejson import dumps
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payhook import __version__, health
 from payhook.config import Settings, SignatureScheme
 from payhook.console import router as console_router
 from payhook.db import STORAGE_ERRORS, create_engine
-from payhook.errors import PayhookError, ServiceUnavailable, ValidationFailed, render_problem
+from payhook.errors import (
+    PayhookError,
+    ServiceUnavailable,
+    ValidationFailed,
+    render_problem,
+    render_problem_body,
+)
 from payhook.observability.logging import RequestIdMiddleware, configure_logging
 from payhook.observability.metrics import Metrics
 from payhook.operators import router as operators_router
@@ -156,20 +161,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = [
             {"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()
         ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return render_problem(ValidationFailed(detail, errors=errors))
+        return render_problem(ValidationFailed.of(errors))
 
     async def on_http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         error = PayhookError(str(exc.detail))
         problem = {**error.problem(), "status": exc.status_code, "title": str(exc.detail)}
         problem["type"] = "about:blank"
-        return Response(
-            dumps(problem),
-            status_code=exc.status_code,
-            media_type="application/problem+json",
-            headers=dict(exc.headers or {}),
-        )
+        return render_problem_body(problem, exc.status_code, dict(exc.headers or {}))
 
     app.add_exception_handler(PayhookError, on_payhook_error)
     for error_type in STORAGE_ERRORS:

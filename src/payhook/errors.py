@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from simplejson import dumps
 from starlette.responses import Response
+
+from payhook.jsonfmt import json_response
+from payhook.transactions.schemas import Problem
 
 
 class PayhookError(Exception):
@@ -118,6 +120,12 @@ class ValidationFailed(PayhookError):
     status_code = 422
     title = "Validation failed"
 
+    @classmethod
+    def of(cls, errors: list[dict[str, str]]) -> ValidationFailed:
+        """The error naming each field and what is wrong with it, in `detail` and `errors`."""
+        detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+        return cls(detail, errors=errors)
+
 
 class ServiceUnavailable(PayhookError):
     status_code = 503
@@ -130,9 +138,16 @@ class ServiceUnavailable(PayhookError):
 
 def render_problem(error: PayhookError) -> Response:
     """The problem+json response for `error`, with its headers (Retry-After, WWW-Authenticate)."""
-    return Response(
-        dumps(error.problem()),
-        status_code=error.status_code,
+    return render_problem_body(error.problem(), error.status_code, error.headers())
+
+
+def render_problem_body(
+    problem: dict[str, Any], status_code: int, headers: dict[str, str]
+) -> Response:
+    """A problem+json response, written through the documented Problem model."""
+    return json_response(
+        Problem.model_validate(problem),
+        status_code,
         media_type="application/problem+json",
-        headers=error.headers(),
+        headers=headers,
     )

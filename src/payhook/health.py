@@ -7,13 +7,12 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Response
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from simplejson import dumps
 from sqlalchemy import text
 
 from payhook.db import STORAGE_ERRORS
 from payhook.errors import ServiceUnavailable
+from payhook.jsonfmt import json_response
 from payhook.runtime import RuntimeDep
-from payhook.timefmt import isoformat_z
 from payhook.transactions.schemas import Health, problem_response
 
 router = APIRouter(tags=["health"])
@@ -22,8 +21,7 @@ router = APIRouter(tags=["health"])
 @router.get("/", summary="Health check", response_model=Health)
 async def health() -> Response:
     """Always 200 while the process serves requests."""
-    body = {"status": "HEALTHY", "current_time": isoformat_z(datetime.now(UTC), "seconds")}
-    return Response(dumps(body), media_type="application/json")
+    return json_response(Health(status="HEALTHY", current_time=datetime.now(UTC)))
 
 
 @router.get(

@@ -1,12 +1,19 @@
-"""JSON as payhook writes it: amounts exact and in plain notation, times in UTC with `Z`."""
+"""JSON as payhook writes it: amounts exact and in plain notation, times in UTC with `Z`.
+
+Every JSON answer is its declared response model written by `json_response`, so the OpenAPI
+document and the bytes cannot drift apart.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import simplejson
+from pydantic import BaseModel
+from starlette.responses import Response
 
 from payhook.timefmt import isoformat_z
 
@@ -18,8 +25,22 @@ def plain_decimal(value: Decimal) -> str:
 
 def dumps(value: Any) -> str:
     """JSON text in which a Decimal is the exact number it holds, and a datetime is `...Z`."""
-    # use_decimal off: simplejson would write str(Decimal), which is 1E-18 for tiny amounts.
-    return simplejson.dumps(value, use_decimal=False, default=_default)
+    return _ENCODER.encode(value)
+
+
+def json_response(
+    content: BaseModel | Sequence[BaseModel],
+    status_code: int = 200,
+    *,
+    media_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The model (or list of models) as a JSON response."""
+    if isinstance(content, BaseModel):
+        plain: Any = content.model_dump()
+    else:
+        plain = [item.model_dump() for item in content]
+    return Response(dumps(plain), status_code=status_code, media_type=media_type, headers=headers)
 
 
 def _default(value: object) -> Any:
@@ -28,3 +49,8 @@ def _default(value: object) -> Any:
     if isinstance(value, datetime):
         return isoformat_z(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# Built once: `simplejson.dumps` with options builds a new encoder on every call.
+# use_decimal off: simplejson would write str(Decimal), which is 1E-18 for tiny amounts.
+_ENCODER = simplejson.JSONEncoder(use_decimal=False, default=_default)

@@ -11,10 +11,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
 
 from payhook.errors import ValidationFailed
-from payhook.jsonfmt import dumps
+from payhook.jsonfmt import json_response
 from payhook.observability.metrics import CONTENT_TYPE, pool_usage
 from payhook.operators.auth import AdminDep
 from payhook.operators.schemas import (
@@ -130,12 +129,4 @@ def _refuse_repeated(request: Request, names: Iterable[str]) -> None:
     repeated = [name for name in names if len(request.query_params.getlist(name)) > 1]
     if repeated:
         errors = [{"field": f"query.{name}", "message": "must be given once"} for name in repeated]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        raise ValidationFailed(detail, errors=errors)
-
-
-def json_response(model: BaseModel, status_code: int = 200) -> Response:
-    """JSON with exact amounts (150.50 stays 150.50) and times in the service's `Z` form."""
-    return Response(
-        dumps(model.model_dump()), status_code=status_code, media_type="application/json"
-    )
+        raise ValidationFailed.of(errors)

@@ -6,9 +6,8 @@ from fastapi import APIRouter, Response
 from pydantic import TypeAdapter, ValidationError
 
 from payhook.errors import NotFound
-from payhook.jsonfmt import dumps
+from payhook.jsonfmt import json_response
 from payhook.runtime import RepositoryDep
-from payhook.timefmt import isoformat_z
 from payhook.transactions.schemas import Identifier, TransactionOut, problem_response
 
 router = APIRouter(tags=["transactions"])
@@ -33,18 +32,8 @@ async def get_transaction(transaction_id: str, repository: RepositoryDep) -> Res
     row = await repository.get(transaction_id) if _storable(transaction_id) else None
     if row is None:
         raise NotFound(f"No transaction has id {transaction_id!r}.", transaction_id=transaction_id)
-    view = {
-        "transaction_id": row.transaction_id,
-        "source_account": row.source_account,
-        "destination_account": row.destination_account,
-        "amount": row.amount,
-        "currency": row.currency,
-        "status": row.status,
-        "created_at": isoformat_z(row.created_at),
-        "processed_at": None if row.processed_at is None else isoformat_z(row.processed_at),
-    }
     # The exact number stored, in plain notation: 150.50 stays 150.50, 1E-18 is 0.000...001.
-    return Response(dumps([view]), media_type="application/json")
+    return json_response([TransactionOut.model_validate(row._mapping)])
 
 
 def _storable(transaction_id: str) -> bool:

@@ -10,8 +10,17 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 import pycountry
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
+from payhook.timefmt import isoformat_z
 from payhook.transactions.models import TransactionStatus
 
 MAX_INTEGER_DIGITS = 20
@@ -165,9 +174,18 @@ class TransactionOut(BaseModel):
     processed_at: datetime | None
 
 
+def _whole_seconds(moment: datetime) -> str:
+    return isoformat_z(moment, "seconds")
+
+
 class Health(BaseModel):
     status: Literal["HEALTHY"]
-    current_time: datetime
+    # To the second: `2024-01-15T10:30:00Z`, the original contract's form.
+    current_time: Annotated[
+        datetime,
+        PlainSerializer(_whole_seconds, return_type=str),
+        WithJsonSchema({"type": "string", "format": "date-time", "title": "Current Time"}),
+    ]
 
 
 class Problem(BaseModel):

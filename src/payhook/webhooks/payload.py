@@ -55,8 +55,7 @@ def parse_transaction(raw: bytes) -> TransactionIn:
         return TransactionIn.model_validate(document)
     except ValidationError as exc:
         errors = [_field_error(error) for error in exc.errors(include_url=False)]
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        raise ValidationFailed(summary, errors=errors) from None
+        raise ValidationFailed.of(errors) from None
 
 
 def _field_error(error: Any) -> dict[str, str]:

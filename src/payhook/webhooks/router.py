@@ -6,7 +6,6 @@ import asyncio
 
 import structlog
 from fastapi import APIRouter, Request, Response
-from simplejson import dumps
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payhook.errors import (
@@ -19,6 +18,7 @@ from payhook.errors import (
     UnsupportedMediaType,
     render_problem,
 )
+from payhook.jsonfmt import json_response
 from payhook.runtime import Runtime, RuntimeDep, get_runtime
 from payhook.transactions.models import DeliveryOutcome
 from payhook.transactions.schemas import Acknowledgement, problem_response
@@ -111,12 +111,12 @@ async def _receive(request: Request, runtime: Runtime) -> Response:
             "content. The stored transaction is unchanged; this delivery was recorded for review.",
             transaction_id=transaction.transaction_id,
         )
-    body = {
-        "transaction_id": transaction.transaction_id,
-        "status": result.status.value,
-        "duplicate": result.outcome is DeliveryOutcome.DUPLICATE,
-    }
-    return Response(dumps(body), status_code=202, media_type="application/json")
+    acknowledgement = Acknowledgement(
+        transaction_id=transaction.transaction_id,
+        status=result.status,
+        duplicate=result.outcome is DeliveryOutcome.DUPLICATE,
+    )
+    return json_response(acknowledgement, 202)
 
 
 def _check_client(request: Request, runtime: Runtime) -> None:
