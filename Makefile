@@ -1,19 +1,24 @@
-# One way to do each chore. Every target creates the virtual environment from the lock first.
+# One way to do each chore. Every target creates the virtual environment from a lock first:
+# `make run` from the runtime lock alone; `make test`, `lint` and `bench` add the development lock.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench lock clean
+.PHONY: run test lint bench lock check-locks clean
 
-$(STAMP): requirements/dev.lock pyproject.toml
+$(RUNTIME): requirements/prod.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/prod.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(RUNTIME)
+
+$(STAMP): requirements/dev.lock $(RUNTIME)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
 	@touch $(STAMP)
 
-run: $(STAMP)  ## Start the service on the embedded default (SQLite, in-process executor).
+run: $(RUNTIME)  ## Start the service on the embedded default (SQLite, in-process executor).
 	$(BIN)/payhook serve
 
 test: $(STAMP)  ## The whole suite; the harness starts throwaway PostgreSQL and Redis itself.
@@ -24,9 +29,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-lock:  ## Re-resolve the locked dependencies (needs uv).
-	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements/dev.lock
-	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements/prod.lock
+# After changing dependencies in pyproject.toml (needs uv: `pip install uv`). --universal keeps
+# platform markers (uvloop only where it exists), so the locks install on Linux, macOS and Windows.
+lock:  ## Re-resolve the locked dependencies, keeping every pin that still fits.
+	uv pip compile pyproject.toml --universal --extra dev --python-version 3.11 --generate-hashes -o requirements/dev.lock
+	uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -o requirements/prod.lock
+
+check-locks: $(RUNTIME)  ## Download the runtime lock's wheels for Windows and macOS (network).
+	$(BIN)/python .ci/check_locks.py requirements/prod.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

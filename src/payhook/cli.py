@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import FrameType
 from typing import Any
 
 import click
@@ -100,9 +101,7 @@ async def _run_embedded_worker(settings: Settings) -> None:
     runtime = build_runtime(settings, run_executor=True)
     assert runtime.scheduler is not None
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    _stop_on_signals(stop)
     runtime.scheduler.start()
     freeze_startup_objects()
     log.info("payhook.worker_started", executor="embedded")
@@ -110,6 +109,21 @@ async def _run_embedded_worker(settings: Settings) -> None:
     await runtime.scheduler.stop()
     await runtime.engine.dispose()
     log.info("payhook.worker_stopped")
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """Ctrl+C and SIGTERM set `stop`, on every platform.
+
+    signal.signal, not loop.add_signal_handler: asyncio has no add_signal_handler on Windows.
+    The handler runs in the main thread between bytecodes, so it hands over thread-safely.
+    """
+    loop = asyncio.get_running_loop()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handle)
 
 
 def _exact_amount(ctx: click.Context, param: click.Parameter, value: str) -> Decimal:

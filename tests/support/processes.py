@@ -44,17 +44,15 @@ class PayhookProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def environment(self) -> dict[str, str]:
+        """The process's environment: this one's, JSON logs, the test's variables."""
+        return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "LOG_FORMAT": "json", **self.env}
+
     def start(self, timeout: float = 30.0) -> PayhookProcess:
-        environment = {
-            **os.environ,
-            "PYTHONPATH": str(REPO_ROOT),
-            "LOG_FORMAT": "json",
-            **self.env,
-        }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(PAYHOOK), self.command],
-                env=environment,
+                env=self.environment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -62,10 +60,10 @@ class PayhookProcess:
         if self.port is not None:
             self._wait_healthy(timeout)
         elif self.ready_text is not None:
-            self._wait_for_log(self.ready_text, timeout)
+            self.wait_for_log(self.ready_text, timeout)
         return self
 
-    def _wait_for_log(self, text: str, timeout: float) -> None:
+    def wait_for_log(self, text: str, timeout: float) -> None:
         start = self.log_path.stat().st_size if self.log_path.exists() else 0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
