@@ -8,14 +8,22 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench lock check-locks clean
 
-$(RUNTIME): requirements/prod.lock pyproject.toml
+# uv (itself pinned by hash) installs the locks: it downloads in parallel and compiles no
+# bytecode up front, so a fresh clone answers in under a minute where pip alone took minutes.
+UV := $(BIN)/uv pip install --quiet --python $(BIN)/python
+
+$(BIN)/uv: requirements/uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/prod.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/uv.lock
+	@touch $(BIN)/uv
+
+$(RUNTIME): requirements/prod.lock pyproject.toml $(BIN)/uv
+	$(UV) --require-hashes -r requirements/prod.lock
+	$(UV) --no-deps -e .
 	@touch $(RUNTIME)
 
 $(STAMP): requirements/dev.lock $(RUNTIME)
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(UV) --require-hashes -r requirements/dev.lock
 	@touch $(STAMP)
 
 run: $(RUNTIME)  ## Start the service on the embedded default (SQLite, in-process executor).
@@ -34,9 +42,10 @@ lint: $(STAMP)
 lock:  ## Re-resolve the locked dependencies, keeping every pin that still fits.
 	uv pip compile pyproject.toml --universal --extra dev --python-version 3.11 --generate-hashes -o requirements/dev.lock
 	uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -o requirements/prod.lock
+	echo uv | uv pip compile - --universal --python-version 3.11 --generate-hashes -o requirements/uv.lock
 
-check-locks: $(RUNTIME)  ## Download the runtime lock's wheels for Windows and macOS (network).
-	$(BIN)/python .ci/check_locks.py requirements/prod.lock
+check-locks: $(RUNTIME)  ## Download the runtime locks' wheels for Windows and macOS (network).
+	$(BIN)/python .ci/check_locks.py requirements/uv.lock requirements/prod.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
