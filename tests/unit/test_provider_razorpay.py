@@ -192,3 +192,9 @@ def test_every_published_dispute_sample_opens_or_closes_a_dispute_on_its_payment
     )
     assert event.observation.state is PaymentState(payment["status"])  # as the payment says
     assert event.observation.refunded_total_minor == payment["amount_refunded"]
+
+
+def test_an_unused_event_type_is_named_as_such_whatever_its_payload() -> None:
+    body = b'{"entity": "event", "event": "order.paid", "created_at": 1567674606}'
+    [event] = provider.parse({"x-razorpay-event-id": "evt_o"}, body)
+    assert event.ignored_reason == "payhook does not use order.paid events"

@@ -121,6 +121,8 @@ def parse(headers: signatures.Headers, raw: bytes) -> list[ProviderEvent]:
 
 
 def _mapped(body: JsonObject, event_id: str, event_type: str, raw: bytes) -> ProviderEvent:
+    if event_type not in _PAYMENT_STATES.keys() | _REFUND_EVENTS | _DISPUTE_EVENTS.keys():
+        raise Unmappable(f"payhook does not use {event_type} events")
     occurred = fields.unix_time(body, "created_at")
     payload = fields.member(body, "payload")
     account = fields.optional_text(body, "account_id")
@@ -132,11 +134,9 @@ def _mapped(body: JsonObject, event_id: str, event_type: str, raw: bytes) -> Pro
         refund = _entity(payload, "refund")
         seen = _refund_observation(refund, payload, account, event_type)
         return _event(event_id, event_type, fields.text(refund, "payment_id"), occurred, seen, raw)
-    if event_type in _DISPUTE_EVENTS:
-        dispute = _entity(payload, "dispute")
-        seen = _dispute_observation(payload, account, opened=_DISPUTE_EVENTS[event_type])
-        return _event(event_id, event_type, fields.text(dispute, "payment_id"), occurred, seen, raw)
-    raise Unmappable(f"payhook does not use {event_type} events")
+    dispute = _entity(payload, "dispute")
+    seen = _dispute_observation(payload, account, opened=_DISPUTE_EVENTS[event_type])
+    return _event(event_id, event_type, fields.text(dispute, "payment_id"), occurred, seen, raw)
 
 
 def _dispute_observation(payload: JsonObject, account: str | None, *, opened: bool) -> Observation:
