@@ -28,6 +28,7 @@ from payhook.jsonfmt import dumps
 from payhook.migrate import is_current, upgrade
 from payhook.observability.logging import configure_logging
 from payhook.operators.repository import Action, OperatorRepository
+from payhook.processing.steps import StepNotLoadable, load_step
 from payhook.timefmt import isoformat_z
 from payhook.webhooks.signatures import Verifier, build_verifier
 
@@ -51,6 +52,8 @@ def migrate() -> None:
 def serve() -> None:
     """Run the API and its scheduler (steps in-process, or dispatched to Celery workers)."""
     settings = _settings()
+    if not settings.uses_celery:
+        _check_step(settings)
     _ensure_schema(settings)
     uvicorn.run(
         "payhook.app:create_app",
@@ -71,6 +74,7 @@ def serve() -> None:
 def worker() -> None:
     """Run the executor alone, without the API: a Celery worker when REDIS_URL is set."""
     settings = _settings()
+    _check_step(settings)
     _ensure_schema(settings)
     if settings.uses_celery:
         from payhook.processing.celery_worker import run_worker
@@ -81,12 +85,32 @@ def worker() -> None:
 
 
 def _settings() -> Settings:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise click.ClickException(settings_problem(exc)) from None
+    """The settings, with logging configured; a mistake in them is one line and exit 1."""
+    settings = _settings_or_exit()
     configure_logging(settings)
     return settings
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise click.ClickException(settings_problem(exc)) from None
+
+
+def _check_step(settings: Settings) -> None:
+    """Refuse to start, in one line, when PROCESSING_STEP cannot run (before any migration)."""
+    try:
+        load_step(settings.processing_step)
+    except StepNotLoadable as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _local_url() -> str:
+    """Where `payhook serve` listens with this environment: PORT (and HOST, unless 0.0.0.0)."""
+    settings = _settings_or_exit()
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
+    return f"http://{host}:{settings.port}"
 
 
 def _ensure_schema(settings: Settings) -> None:
@@ -138,7 +162,12 @@ def _exact_amount(ctx: click.Context, param: click.Parameter, value: str) -> Dec
 
 
 @main.command()
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The service.")
+@click.option(
+    "--url",
+    default=_local_url,
+    show_default="http://127.0.0.1:$PORT, as `payhook serve` listens",
+    help="The service.",
+)
 @click.option(
     "--count", default=1, show_default=True, type=click.IntRange(min=1), help="Transactions."
 )
@@ -178,7 +207,7 @@ def send(
 def _signer(scheme: str | None, secret: str | None) -> Verifier:
     """Sign as the options say, falling back to the configured scheme and secret."""
     if scheme is None or secret is None:
-        settings = Settings()
+        settings = _settings_or_exit()
         scheme = scheme or settings.webhook_signature_scheme.value
         secret = secret or ",".join(settings.webhook_secrets)
     try:
@@ -273,7 +302,12 @@ async def _purge(settings: Settings, cutoff: datetime, action: Action) -> int:
 
 
 @main.command()
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The service.")
+@click.option(
+    "--url",
+    default=_local_url,
+    show_default="http://127.0.0.1:$PORT, as `payhook serve` listens",
+    help="The service.",
+)
 @click.option("--token", help="Default: ADMIN_TOKEN, which keeps it out of the process list.")
 @click.option("--id", "ids", multiple=True, help="A FAILED transaction to replay; repeatable.")
 @click.option("--status", type=click.Choice(["FAILED"]), default="FAILED", show_default=True)
@@ -313,7 +347,7 @@ def _replay_body(
 
 
 def _admin_token() -> str:
-    token = Settings().admin_token_value
+    token = _settings_or_exit().admin_token_value
     if token is None:
         raise click.UsageError("Pass --token or set ADMIN_TOKEN.")
     return token

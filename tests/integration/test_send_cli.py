@@ -116,3 +116,18 @@ def test_send_without_the_right_signature_is_refused(
     assert code == 1, output
     assert "401=2; 2 unexpected" in output
     assert stored_transactions(database) == 0
+
+
+def test_send_posts_to_the_port_serve_listens_on(server: tuple[str, Path]) -> None:
+    """Without --url, `payhook send` reads PORT as `payhook serve` does (it posted to :8000)."""
+    url, database = server
+    env = {
+        "PORT": url.rsplit(":", 1)[1],
+        "HOST": "0.0.0.0",
+        "WEBHOOK_SIGNATURE_SCHEME": "standard-webhooks",
+        "WEBHOOK_SECRET": SECRET,
+    }
+    result = CliRunner().invoke(main, ["send", "--count", "2"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"sent 2 to {url}: 202=2" in result.output
+    assert stored_transactions(database) == 2

@@ -22,12 +22,26 @@ async def simulated_external_call(transaction: ClaimedTransaction) -> None:
     del transaction
 
 
+class StepNotLoadable(ValueError):
+    """PROCESSING_STEP names nothing that can run: the message says why, in one line."""
+
+
 def load_step(path: str) -> ProcessingStep:
     """Import `module:function` and check it is a coroutine function."""
     module_name, _, attribute = path.partition(":")
-    if not attribute:
-        raise ValueError(f"PROCESSING_STEP must look like 'package.module:function', not {path!r}")
-    step = getattr(importlib.import_module(module_name), attribute)
+    if not module_name or not attribute:
+        raise StepNotLoadable(
+            f"PROCESSING_STEP must look like 'package.module:function', not {path!r}"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module: any error in it means it cannot run
+        raise StepNotLoadable(
+            f"PROCESSING_STEP: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    step = getattr(module, attribute, None)
+    if step is None:
+        raise StepNotLoadable(f"PROCESSING_STEP: {module_name!r} has no {attribute!r}")
     if not asyncio.iscoroutinefunction(step):
-        raise TypeError(f"PROCESSING_STEP {path!r} must be an async function")
+        raise StepNotLoadable(f"PROCESSING_STEP {path!r} must be an async function")
     return step  # type: ignore[no-any-return]
