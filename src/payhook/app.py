@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from payhook import __version__, health
+from payhook import __version__, api_docs, health
 from payhook.config import Settings, SignatureScheme
 from payhook.console import router as console_router
 from payhook.db import STORAGE_ERRORS, create_engine
@@ -52,7 +52,10 @@ def create_app(settings: Settings | None = None, *, run_executor: bool = True) -
         version=__version__,
         summary="Receive payment transaction webhooks; store durably; process once, after a delay.",
         lifespan=_lifespan(settings, run_executor),
+        docs_url=None,
+        redoc_url=None,
     )
+    api_docs.install(app)
     app.include_router(health.router)
     app.include_router(webhooks_router.router)
     # Operator routes first: `/v1/transactions/{id}` takes slashes in ids and would swallow

@@ -175,3 +175,33 @@ def test_console_shows_a_posted_transaction_and_replays_a_failed_one(
             expect(page.get_by_role("link", name="Back to the console")).to_be_visible()
         finally:
             browser.close()
+
+
+def test_api_docs_render_with_nothing_but_the_service(server: PayhookProcess) -> None:
+    """/docs loads Swagger UI from payhook itself: every other host is cut off here."""
+    from playwright.sync_api import Route, expect, sync_playwright
+
+    elsewhere: list[str] = []
+
+    def only_the_service(route: Route) -> None:
+        if route.request.url.startswith(server.base_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.route("**/*", only_the_service)
+            page.goto(f"{server.base_url}/docs")
+            operation = page.locator(".opblock-summary-path", has_text="/v1/webhooks/transactions")
+            expect(operation.first).to_be_visible()
+            document = httpx.get(f"{server.base_url}/openapi.json").json()
+            operations = sum(len(methods) for methods in document["paths"].values())
+            expect(page.locator(".opblock")).to_have_count(operations)
+            page.screenshot(path=str(ARTIFACTS / "api-docs.png"))
+        finally:
+            browser.close()
+    assert elsewhere == []
