@@ -23,10 +23,12 @@ from payhook.errors import (
     render_problem,
     render_problem_body,
 )
+from payhook.http_guards import BodyGuard, ForwardedScheme, HostCheck, ResponseHeaders
 from payhook.observability.logging import RequestIdMiddleware, configure_logging
 from payhook.observability.metrics import Metrics
 from payhook.operators import router as operators_router
 from payhook.operators.repository import OperatorRepository
+from payhook.operators.schemas import BulkRetryIn, RetryIn
 from payhook.operators.service import OperatorService
 from payhook.processing.embedded import EmbeddedRunner
 from payhook.processing.processor import Processor
@@ -64,10 +66,36 @@ def create_app(settings: Settings | None = None, *, run_executor: bool = True) -
     app.include_router(transactions_router.router)
     app.include_router(console_router.router)
     _install_error_handlers(app)
-    app.add_middleware(webhooks_router.WebhookFastPath)
-    app.add_middleware(RequestIdMiddleware)
+    _install_middleware(app, settings)
     _document_request_body(app)
     return app
+
+
+# Console forms are a token, a CSRF token and a reason; the operator API's largest body is a
+# bulk replay naming 10,000 ids. The webhook bounds its own (64 KiB).
+CONSOLE_MAX_BODY_BYTES = 16 * 1024
+OPERATOR_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def _max_body_bytes(path: str) -> int:
+    return CONSOLE_MAX_BODY_BYTES if path.startswith("/console") else OPERATOR_MAX_BODY_BYTES
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Innermost first: the body bound, the webhook's fast path, then what every request passes."""
+    app.add_middleware(
+        BodyGuard,
+        timeout_seconds=settings.request_body_timeout_seconds,
+        max_bytes=_max_body_bytes,
+    )
+    app.add_middleware(webhooks_router.WebhookFastPath)
+    proxies = ClientAllowlist(trusted_proxies=parse_networks(settings.trusted_proxies))
+    if proxies.trusted_proxies:
+        app.add_middleware(ForwardedScheme, proxies=proxies)
+    if "*" not in settings.allowed_host_names:
+        app.add_middleware(HostCheck, allowed_hosts=settings.allowed_host_names)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ResponseHeaders)
 
 
 def _lifespan(settings: Settings, run_executor: bool) -> Any:
@@ -180,17 +208,24 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
 
 
+# Bodies parsed by hand: the webhook's (to keep amounts exact), the operator API's (after the
+# token is checked). Their schemas are published anyway.
+HAND_READ_BODIES = (TransactionIn, BulkRetryIn, RetryIn)
+
+
 def _document_request_body(app: FastAPI) -> None:
-    """The webhook body is parsed by hand (to keep amounts exact); publish its schema anyway."""
+    """Publish the schemas of the bodies routes read by hand."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = original()
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components["TransactionIn"] = TransactionIn.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
+            for model in HAND_READ_BODIES:
+                published = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, nested in published.pop("$defs", {}).items():
+                    components.setdefault(name, nested)
+                components[model.__name__] = published
             app.openapi_schema = schema
         return app.openapi_schema
 

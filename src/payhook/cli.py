@@ -62,6 +62,10 @@ def serve() -> None:
         port=settings.port,
         workers=settings.web_concurrency,
         http=HeadDeadlineProtocol,
+        # uvicorn would believe X-Forwarded-For/-Proto from FORWARDED_ALLOW_IPS (127.0.0.1 by
+        # default) and rewrite the client address before payhook sees it: TRUSTED_PROXIES alone
+        # decides whom to believe (payhook.webhooks.allowlist, payhook.http_guards).
+        proxy_headers=False,
         log_config=None,
         access_log=False,
         # Above the usual 60 s idle timeout of load balancers, so they close connections first.
@@ -343,7 +347,13 @@ def _replay_body(
     chosen = {key: value for key, value in filters.items() if value is not None and key != "status"}
     if not (ids or chosen or everything):
         raise click.UsageError("Name transactions with --id, narrow with a filter, or pass --all.")
-    return {"filter": chosen, "ids": list(ids) or None, "reason": reason, "limit": limit}
+    return {
+        "filter": chosen,
+        "ids": list(ids) or None,
+        "all": everything,
+        "reason": reason,
+        "limit": limit,
+    }
 
 
 def _admin_token() -> str:

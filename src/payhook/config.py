@@ -52,6 +52,8 @@ class SignatureScheme(StrEnum):
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 DEFAULT_PROCESSING_STEP = "payhook.processing.steps:simulated_external_call"
+# A guessable operator token is the whole console: production refuses shorter ones.
+MIN_PRODUCTION_ADMIN_TOKEN = 32
 
 
 class Settings(BaseSettings):
@@ -138,6 +140,9 @@ class Settings(BaseSettings):
     destination_failure_threshold: int = Field(3, ge=1)
     destination_probe_seconds: PositiveSeconds = 5.0
     destination_probe_max_seconds: PositiveSeconds = 60.0
+    # Comma-separated host names (`*.example.com` for subdomains) the service answers to; a
+    # request naming another Host gets 400. `*`, the default for local use, answers any host.
+    allowed_hosts: str = "*"
 
     # Operator endpoints (listing, replay, /metrics, the console) exist only when this is set.
     admin_token: SecretStr | None = None
@@ -176,6 +181,25 @@ class Settings(BaseSettings):
                 "and WEBHOOK_SECRET, or ALLOW_UNSIGNED_WEBHOOKS=true to accept the risk"
             )
         return self
+
+    @model_validator(mode="after")
+    def _admin_token_is_long_in_production(self) -> Settings:
+        token = self.admin_token_value
+        if (
+            token is not None
+            and self.environment is Environment.PRODUCTION
+            and len(token) < MIN_PRODUCTION_ADMIN_TOKEN
+        ):
+            raise ValueError(
+                f"ENVIRONMENT=production needs an ADMIN_TOKEN of at least "
+                f"{MIN_PRODUCTION_ADMIN_TOKEN} characters (openssl rand -hex 32)"
+            )
+        return self
+
+    @property
+    def allowed_host_names(self) -> tuple[str, ...]:
+        """ALLOWED_HOSTS split on commas; `("*",)` answers every host."""
+        return tuple(h.strip() for h in self.allowed_hosts.split(",") if h.strip()) or ("*",)
 
     @property
     def webhook_secrets(self) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ PayhookError                 base: a status code, a title and a detail
 ├── PayloadTooLarge          413  body over the limit
 ├── UnsupportedMediaType     415  body is not application/json
 ├── ValidationFailed         422  JSON, but a field is missing or wrong
+├── TooManyRequests          429  too many failed console logins: wait Retry-After
 └── ServiceUnavailable       503  storage is down: retry later, nothing was stored
 """
 
@@ -125,6 +126,18 @@ class ValidationFailed(PayhookError):
         """The error naming each field and what is wrong with it, in `detail` and `errors`."""
         detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
         return cls(detail, errors=errors)
+
+
+class TooManyRequests(PayhookError):
+    status_code = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after_seconds: int, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after_seconds = retry_after_seconds
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class ServiceUnavailable(PayhookError):

@@ -99,7 +99,8 @@ async def test_processed_at_its_due_time_not_before(
     assert row is not None
     assert row.processed_at is not None
     assert calls.times["on-time"] >= due
-    assert row.processed_at - due < timedelta(seconds=0.5)
+    # Only "not held back by something else"; lateness itself is measured by `make bench`.
+    assert row.processed_at - due < timedelta(seconds=5)
     assert calls.count["on-time"] == 1
 
 

@@ -50,3 +50,11 @@ def test_configuration_error_does_not_print_the_secret() -> None:
     with pytest.raises(ValidationError) as caught:
         settings(environment="production", webhook_secret="whsec_must_not_leak")
     assert "whsec_must_not_leak" not in str(caught.value)
+
+
+def test_production_refuses_a_short_admin_token() -> None:
+    signed = {"webhook_signature_scheme": "razorpay", "webhook_secret": "s"}
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        settings(environment="production", admin_token="1234", **signed)
+    assert settings(environment="production", admin_token="x" * 32, **signed).admin_token_value
+    assert settings(admin_token="1234").admin_token_value == "1234"  # local use

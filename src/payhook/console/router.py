@@ -1,9 +1,10 @@
 """`/console`: counts, live charts, a searchable table, timelines, replay buttons.
 
 Browsers cannot send a Bearer header when navigating, so the console trades the token once, at
-`POST /console/login`, for an HttpOnly, SameSite=Strict cookie holding an HMAC of it (see
-`payhook.operators.auth`). Forms that change something carry a CSRF token and must come from
-this origin. Pages are plain HTML forms and links; JavaScript only draws the live charts.
+`POST /console/login`, for a server-side session in an HttpOnly, SameSite=Strict cookie (see
+`payhook.operators.auth`); failed logins are logged and throttled. Forms that change something
+carry a CSRF token and must come from this origin. Pages are plain HTML forms and links;
+JavaScript only draws the live charts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
+import structlog
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -22,7 +24,14 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from payhook.db import STORAGE_ERRORS
-from payhook.errors import NotFound, PayhookError, ServiceUnavailable, ValidationFailed
+from payhook.errors import (
+    InvalidRequest,
+    NotFound,
+    PayhookError,
+    ServiceUnavailable,
+    TooManyRequests,
+    ValidationFailed,
+)
 from payhook.jsonfmt import plain_decimal
 from payhook.observability.metrics import pool_usage
 from payhook.operators import auth
@@ -44,9 +53,13 @@ SECURITY_HEADERS = {
 PANEL_SIZE = 20
 RECENT_SIZE = 50
 
+log = structlog.get_logger(__name__)
 templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, auto_reload=False
 )
+# A path segment with everything escaped, "/" too: an id such as "x/../../transactions/y" must
+# stay one segment, or a link or form built from it would name another transaction.
+templates.filters["segment"] = lambda value: quote(str(value), safe="")
 templates.filters["when"] = lambda moment: isoformat_z(moment, "seconds") if moment else "—"
 templates.filters["amount"] = plain_decimal
 
@@ -141,7 +154,7 @@ async def dashboard(
     query: Annotated[DashboardQuery, Query()],
 ) -> Response:
     """The console, or its login form when the caller has no session."""
-    if auth.console_operator(request, token) is None:
+    if await auth.console_operator(request, token) is None:
         return render("login.html", status_code=401, name=auth.login_name(request) or "")
     snapshot = await operators.snapshot(pool_usage(runtime.engine.pool))
     search = ListQuery(q=query.q, status=query.status, cursor=query.cursor, limit=RECENT_SIZE)
@@ -159,18 +172,29 @@ async def dashboard(
 
 
 @pages.post("/login")
-async def login(request: Request, token: TokenDep) -> Response:
-    """Trade the token for a session cookie; remember the name given, for the audit log."""
+async def login(request: Request, token: TokenDep, operators: OperatorsDep) -> Response:
+    """Trade the token for a session cookie; remember the name given, for the audit log.
+    Failed logins are logged and throttled per client address."""
+    client = auth.client_of(request)
+    try:
+        operators.login_throttle.check(client)
+    except TooManyRequests as exc:
+        error = exc.detail
+        return render("login.html", 429, exc.headers(), error=error, name="")
     form = await _form(request)
     name = auth.operator_name(form.get("name", "")) or ""
     if not auth.same_origin(request):
         error = "Log in from the console page."
         return render("login.html", status_code=403, error=error, name=name)
     if not auth.tokens_match(form.get("token", ""), token):
+        failures = operators.login_throttle.failed(client)
+        log.warning("console.login_failed", client=client, failures_in_window=failures)
         error = "That is not the ADMIN_TOKEN."
         return render("login.html", status_code=401, error=error, name=name)
+    log.info("console.logged_in", client=client)
     response = RedirectResponse("/console", status_code=303)
-    _set_cookie(request, response, auth.SESSION_COOKIE, auth.session_value(token), 12 * 3600)
+    session = await auth.open_session(request, token)
+    _set_cookie(request, response, auth.SESSION_COOKIE, session, auth.SESSION_SECONDS)
     if name:
         _set_cookie(request, response, auth.OPERATOR_COOKIE, quote(name), 90 * 86400)
     return response
@@ -186,12 +210,13 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, age
 @pages.post("/logout")
 async def logout(request: Request, token: TokenDep, _: ConsoleDep) -> Response:
     auth.check_form_origin(request, token, await _form(request))
+    await auth.close_session(request, token)
     response = RedirectResponse("/console", status_code=303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/console")
     return response
 
 
-@pages.get("/transactions/{transaction_id}")
+@pages.get("/transactions/{transaction_id:path}")
 async def transaction_page(
     transaction_id: str,
     token: TokenDep,
@@ -204,7 +229,7 @@ async def transaction_page(
     return render("timeline.html", timeline=timeline, raw=raw, csrf=auth.csrf_value(token))
 
 
-@pages.post("/transactions/{transaction_id}/retry")
+@pages.post("/transactions/{transaction_id:path}/retry")
 async def retry(
     request: Request,
     transaction_id: str,
@@ -247,9 +272,16 @@ def _asset(name: str) -> bytes:
     return (HERE / "static" / name).read_bytes()
 
 
+MAX_FORM_FIELDS = 20
+
+
 async def _form(request: Request) -> dict[str, str]:
-    """A urlencoded form body as a dict of first values."""
-    fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=20)
+    """A urlencoded form body as a dict of first values (payhook.http_guards bounds its size)."""
+    text = (await request.body()).decode("utf-8", "replace")
+    try:
+        fields = parse_qs(text, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:
+        raise InvalidRequest(f"A console form has at most {MAX_FORM_FIELDS} fields.") from None
     return {key: values[0] for key, values in fields.items()}
 
 

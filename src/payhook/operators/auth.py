@@ -2,29 +2,40 @@
 
 Without ADMIN_TOKEN every operator route answers 404, so an unconfigured deployment shows no
 operator surface at all. The API accepts only the header: a cookie is sent by browsers on their
-own, so accepting it on the JSON API would open it to cross-site requests. The console accepts
-the cookie, which holds an HMAC of the token (not the token), is HttpOnly and SameSite=Strict;
-its state-changing forms also carry a CSRF token and must come from the service's own origin.
+own, so accepting it on the JSON API would open it to cross-site requests.
+
+The console trades the token, once, for a session: a random secret in an HttpOnly,
+SameSite=Strict cookie, signed with the token (rotating ADMIN_TOKEN ends every session), whose
+SHA-256 is stored with its end time (`console_sessions`): a session ends after SESSION_SECONDS
+whatever the browser does with its cookie, and logging out deletes it. Failed logins are logged
+and throttled per client address (`LoginThrottle`). State-changing forms also carry a CSRF token
+and must come from the service's own origin.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from urllib.parse import unquote
 
+import structlog
 from fastapi import Depends, Request
 
 from payhook.errors import AdminAuthRequired, Forbidden, NotFound
 from payhook.operators.service import Operator
-from payhook.runtime import RuntimeDep
+from payhook.runtime import Runtime, RuntimeDep
 
 SESSION_COOKIE = "payhook_console"
 # The name given at login, for the audit log; not a credential (X-Operator is not one either).
 OPERATOR_COOKIE = "payhook_operator"
+SESSION_SECONDS = 12 * 3600
 DEFAULT_ACTOR = "admin"
 CONSOLE_ACTOR = "console"
+
+log = structlog.get_logger(__name__)
 
 
 def configured_token(runtime: RuntimeDep) -> str:
@@ -45,25 +56,67 @@ def require_admin(request: Request, token: TokenDep) -> Operator:
     return Operator(actor_from(request))
 
 
-def console_operator(request: Request, token: str) -> Operator | None:
-    """The console's check: the Bearer header or the session cookie; None when neither."""
-    cookie = request.cookies.get(SESSION_COOKIE, "")
-    if _bearer_matches(request, token) or tokens_match(cookie, session_value(token)):
+async def console_operator(request: Request, token: str) -> Operator | None:
+    """The console's check: the Bearer header or a live session; None when neither."""
+    if _bearer_matches(request, token):
         return Operator(console_actor(request))
-    return None
+    secret = session_secret(request.cookies.get(SESSION_COOKIE, ""), token)
+    if secret is None:
+        return None
+    repository = _runtime(request).operators.repository
+    if not await repository.session_active(_hash(secret), datetime.now(UTC)):
+        return None
+    return Operator(console_actor(request))
 
 
-def require_console(request: Request, token: TokenDep) -> Operator:
+async def require_console(request: Request, token: TokenDep) -> Operator:
     """The console's check for everything but the page itself (which offers the login form)."""
-    operator = console_operator(request, token)
+    operator = await console_operator(request, token)
     if operator is None:
         raise AdminAuthRequired("Log in at /console first.")
     return operator
 
 
-def session_value(token: str) -> str:
-    """What the session cookie holds: an HMAC of the token, so the cookie is not the token."""
-    return hmac.new(token.encode(), b"payhook-console-session", hashlib.sha256).hexdigest()
+async def open_session(request: Request, token: str) -> str:
+    """A new session, stored with its end time; returns the cookie's value."""
+    secret = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    await _runtime(request).operators.repository.open_session(
+        _hash(secret), now, now + timedelta(seconds=SESSION_SECONDS)
+    )
+    return f"{secret}.{_sign(secret, token)}"
+
+
+async def close_session(request: Request, token: str) -> None:
+    """Log out: the session is deleted, so its cookie no longer works anywhere."""
+    secret = session_secret(request.cookies.get(SESSION_COOKIE, ""), token)
+    if secret is not None:
+        await _runtime(request).operators.repository.close_session(_hash(secret))
+
+
+def session_secret(cookie: str, token: str) -> str | None:
+    """The session secret of a cookie signed with this token, else None."""
+    secret, _, signature = cookie.partition(".")
+    if not secret or not tokens_match(signature, _sign(secret, token)):
+        return None
+    return secret
+
+
+def _sign(secret: str, token: str) -> str:
+    return hmac.new(token.encode(), f"session:{secret}".encode(), hashlib.sha256).hexdigest()
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def client_of(request: Request) -> str:
+    """The client's address as TRUSTED_PROXIES lets payhook see it (for logs and throttling)."""
+    peer = request.client.host if request.client else None
+    address = _runtime(request).allowlist.client_address(
+        peer, request.headers.getlist("x-forwarded-for")
+    )
+    return str(address) if address is not None else "unknown"
 
 
 def csrf_value(token: str) -> str:
@@ -117,6 +170,11 @@ def _bearer_matches(request: Request, token: str) -> bool:
     if scheme.lower() != "bearer":
         return False
     return tokens_match(given.strip(), token)
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 AdminDep = Annotated[Operator, Depends(require_admin)]

@@ -17,6 +17,7 @@ from payhook.transactions.models import (
     IS_PROCESSING,
     DeliveryOutcome,
     TransactionStatus,
+    console_sessions,
     deliveries,
     operator_actions,
     processing_attempts,
@@ -177,6 +178,32 @@ class OperatorRepository:
             .returning(transactions.c.transaction_id)
         )
         return sorted(result.scalars().all())
+
+    async def open_session(self, secret_hash: str, now: datetime, expires_at: datetime) -> None:
+        """Store a console session; sessions that have ended are deleted on the way."""
+        sessions = console_sessions
+        async with self._engine.begin() as conn:
+            await conn.execute(sessions.delete().where(sessions.c.expires_at <= now))
+            await conn.execute(
+                insert(sessions).values(
+                    secret_hash=secret_hash, created_at=now, expires_at=expires_at
+                )
+            )
+
+    async def session_active(self, secret_hash: str, now: datetime) -> bool:
+        sessions = console_sessions
+        async with self._read() as conn:
+            found = await conn.execute(
+                select(sessions.c.secret_hash).where(
+                    sessions.c.secret_hash == secret_hash, sessions.c.expires_at > now
+                )
+            )
+            return found.first() is not None
+
+    async def close_session(self, secret_hash: str) -> None:
+        async with self._engine.begin() as conn:
+            sessions = console_sessions
+            await conn.execute(sessions.delete().where(sessions.c.secret_hash == secret_hash))
 
     async def status(self, transaction_id: str) -> str | None:
         async with self._read() as conn:

@@ -6,13 +6,15 @@ is not configured.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ValidationError
 
-from payhook.errors import ValidationFailed
+from payhook.errors import InvalidRequest, ValidationFailed
 from payhook.jsonfmt import json_response
 from payhook.observability.metrics import CONTENT_TYPE, pool_usage
 from payhook.operators.auth import AdminDep
@@ -28,6 +30,7 @@ from payhook.operators.schemas import (
 from payhook.runtime import OperatorsDep, RuntimeDep
 from payhook.transactions.schemas import problem_response
 
+M = TypeVar("M", bound=BaseModel)
 router = APIRouter(tags=["operators"])
 # Every error is answered as problem+json (see app.py), FastAPI's own 422 included: documenting
 # 422 here keeps FastAPI from documenting it as application/json.
@@ -36,15 +39,50 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: problem_response("Not found, or ADMIN_TOKEN is not configured."),
     503: problem_response("Storage is unavailable. Retry after Retry-After."),
 }
-# FastAPI answers 400 when a JSON body cannot even be decoded (it is not UTF-8).
-NOT_JSON: dict[int | str, dict[str, Any]] = {
-    400: problem_response("The body cannot be read as JSON."),
+# Bodies are read only after the token is checked (payhook.http_guards bounds them).
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: problem_response("The body is not JSON in UTF-8."),
+    408: problem_response("The body did not arrive within the time allowed."),
+    413: problem_response("The body is larger than the operator API takes."),
 }
 INVALID_INPUT: dict[int | str, dict[str, Any]] = {
     422: problem_response(
         "A parameter or a body field is missing or invalid; the message names it."
     ),
 }
+
+
+def json_request_body(model: type[BaseModel], *, required: bool) -> dict[str, Any]:
+    """The OpenAPI requestBody of a route that reads its body by hand (after authenticating);
+    the model's schema is added to the document's components in payhook.app."""
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+async def read_json_body(request: Request, model: type[M]) -> M | None:
+    """The body as `model`, or None when empty: read only now, after the route's dependencies
+    have checked the token, so a stranger's body is never read (payhook.http_guards bounds it)."""
+    raw = await request.body()
+    if not raw:
+        return None
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"The body is not JSON in UTF-8: {exc}") from None
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(map(str, ("body", *e["loc"]))), "message": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise ValidationFailed(detail, errors=errors) from None
 
 
 @router.get(
@@ -80,12 +118,18 @@ async def timeline(
 
 @router.post(
     "/v1/transactions/retry",
-    summary="Replay FAILED transactions by filter or ids",
+    summary="Replay FAILED transactions by filter, ids, or all",
     response_model=RetryOut,
-    responses={**AUTH_RESPONSES, **NOT_JSON, **INVALID_INPUT},
+    responses={**AUTH_RESPONSES, **BODY_ERRORS, **INVALID_INPUT},
+    openapi_extra=json_request_body(BulkRetryIn, required=True),
 )
-async def retry_many(body: BulkRetryIn, operator: AdminDep, operators: OperatorsDep) -> Response:
+async def retry_many(request: Request, operator: AdminDep, operators: OperatorsDep) -> Response:
     """Back to PROCESSING, due now, attempts reset; at most `limit` (≤ 10,000) per call."""
+    body = await read_json_body(request, BulkRetryIn)
+    if body is None:
+        raise ValidationFailed(
+            "body: a JSON object is required", errors=[{"field": "body", "message": "required"}]
+        )
     return json_response(await operators.retry_many(body, operator))
 
 
@@ -96,17 +140,19 @@ async def retry_many(body: BulkRetryIn, operator: AdminDep, operators: Operators
     responses={
         **AUTH_RESPONSES,
         409: problem_response("The transaction is not FAILED."),
-        **NOT_JSON,
+        **BODY_ERRORS,
         **INVALID_INPUT,
     },
+    openapi_extra=json_request_body(RetryIn, required=False),
 )
 async def retry_one(
+    request: Request,
     transaction_id: TransactionIdPath,
     operator: AdminDep,
     operators: OperatorsDep,
-    body: RetryIn | None = None,
 ) -> Response:
     """Back to PROCESSING, due now, attempts reset; recorded in the audit log."""
+    body = await read_json_body(request, RetryIn)
     reason = body.reason if body is not None else None
     return json_response(await operators.retry_one(transaction_id, operator, reason))
 

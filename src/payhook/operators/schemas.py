@@ -27,10 +27,11 @@ from payhook.transactions.schemas import (
 
 MAX_BULK_RETRY = 10_000
 MAX_CURSOR_LENGTH = 2048
-# A cursor is opaque: no pattern tells one this service issued from a forged one (those are
-# answered 400). The format names that; the pattern is its alphabet (unpadded base64url).
+# A cursor is opaque (payhook.operators.service.encode_cursor), but its shape is exact: unpadded
+# base64url of at least 8 bytes (11 characters), and every string of this shape is accepted.
 CURSOR_FORMAT = "payhook-cursor"
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+# 11 + 4k characters, or 12 + 4k, or 14 + 4k: never 4k + 1, which no byte string encodes to.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{11}(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-](?:[A-Za-z0-9_-]{2})?)?$"
 
 Cursor = Annotated[
     str,
@@ -69,11 +70,7 @@ CurrencyCode = Annotated[
 ]
 # What a stored id can be: an operator path naming anything else is a 422 before it reaches SQL,
 # where PostgreSQL would refuse a NUL and the answer would be a false "storage unavailable".
-TransactionIdPath = Annotated[
-    str,
-    Path(min_length=1, max_length=255, json_schema_extra={"pattern": CONTROL_FREE_PATTERN}),
-    AfterValidator(no_control_characters),
-]
+TransactionIdPath = Annotated[Identifier, Path()]
 Reason = Annotated[
     str,
     Field(max_length=1000, json_schema_extra={"pattern": r"^[^\u0000]*$"}),
@@ -255,15 +252,45 @@ class RetryIn(BaseModel):
     reason: Reason | None = None
 
 
-class BulkRetryIn(BaseModel):
-    """Replay the FAILED transactions matching `filter` (its status is ignored), or these `ids`."""
+# Conditions that narrow a bulk replay (a filter's status does not: only FAILED ones replay).
+NARROWING = ("created_after", "created_before", "account", "currency", "late", "conflicted", "q")
 
-    model_config = ConfigDict(extra="forbid")
+
+def _names_what_to_replay(schema: dict[str, Any]) -> None:
+    # What the validator below requires, as JSON Schema: ids, "all": true, or a narrowing filter.
+    narrowing = [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in NARROWING
+    ]
+    schema["anyOf"] = [
+        {"required": ["ids"], "properties": {"ids": {"type": "array"}}},
+        {"required": ["all"], "properties": {"all": {"const": True}}},
+        {"required": ["filter"], "properties": {"filter": {"anyOf": narrowing}}},
+    ]
+
+
+class BulkRetryIn(BaseModel):
+    """Replay the FAILED transactions matching `filter` (its status is ignored), or these `ids`;
+    with neither, `"all": true` must say that every FAILED one is meant."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_names_what_to_replay)
 
     filter: FilterIn = FilterIn()
     ids: list[Identifier] | None = Field(None, max_length=MAX_BULK_RETRY)
+    all: bool = Field(
+        False, strict=True, description="required (true) when neither ids nor a filter narrows"
+    )
     reason: Reason | None = None
     limit: Annotated[int, BeforeValidator(_json_integer)] = Field(1000, ge=1, le=MAX_BULK_RETRY)
+
+    @model_validator(mode="after")
+    def _says_what_to_replay(self) -> BulkRetryIn:
+        narrowed = any(getattr(self.filter, name) is not None for name in NARROWING)
+        if self.ids is None and not narrowed and not self.all:
+            raise ValueError(
+                'name the transactions: "ids", a filter that narrows, or "all": true for every '
+                "FAILED one"
+            )
+        return self
 
 
 class RetryOut(BaseModel):

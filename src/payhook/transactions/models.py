@@ -119,10 +119,21 @@ class OperatorAction(Base):
     detail: Mapped[str | None] = mapped_column(Text)  # JSON
 
 
+class ConsoleSession(Base):
+    """A console login: the SHA-256 of its cookie's secret, and when it ends (server-side)."""
+
+    __tablename__ = "console_sessions"
+
+    secret_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 transactions = cast(Table, Transaction.__table__)
 deliveries = cast(Table, Delivery.__table__)
 processing_attempts = cast(Table, ProcessingAttempt.__table__)
 operator_actions = cast(Table, OperatorAction.__table__)
+console_sessions = cast(Table, ConsoleSession.__table__)
 
 # The status as a literal, not a bound parameter: only then can PostgreSQL match the partial
 # index `... WHERE status = 'PROCESSING'` in a prepared statement's generic plan. With a

@@ -40,6 +40,66 @@ def no_control_characters(value: str) -> str:
     return value
 
 
+# Identifiers (transaction ids, accounts) must not look like another identifier. Refused: control
+# characters (Cc), format characters (Cf: bidi controls, zero-width U+200B/U+200D/U+2060, the BOM,
+# the soft hyphen, tag characters), every space but U+0020 (NBSP and kin, line separators),
+# a leading or trailing space, and text that is not in Unicode NFC (an NFD "é" is the NFC "é"
+# to a reader). Refused, not normalised: the stored id stays byte for byte what the provider
+# sent and signed, and a provider's ids are ASCII in practice.
+_LOOK_ALIKE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def _refused_alone(char: str) -> bool:
+    """A character an identifier never holds (whatever surrounds it); a space only at the ends."""
+    if char == " ":
+        return False
+    return unicodedata.category(char) in _LOOK_ALIKE_CATEGORIES or not unicodedata.is_normalized(
+        "NFC", char
+    )
+
+
+def plain_identifier(value: str) -> str:
+    if any(_refused_alone(char) for char in value):
+        if any(unicodedata.category(char) == "Cc" for char in value) or _BIDI.search(value):
+            raise ValueError("must not contain control characters")
+        raise ValueError(
+            "must not contain format characters (zero-width, soft hyphen, BOM, tags), spaces "
+            "other than U+0020, or characters that change under Unicode NFC"
+        )
+    if value != value.strip(" "):
+        raise ValueError("must not begin or end with a space")
+    if not unicodedata.is_normalized("NFC", value):
+        raise ValueError("must be in Unicode normalisation form NFC")
+    return value
+
+
+def _class_escape(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+
+@cache
+def identifier_pattern() -> str:
+    """plain_identifier's rule as a JSON Schema pattern (exact but for NFC across characters,
+    a combining mark that composes with the one before it), for clients and schema fuzzers."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x110000):
+        if 0xD800 <= code <= 0xDFFF or not _refused_alone(chr(code)):
+            continue
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    refused = "".join(
+        _class_escape(a) if a == b else f"{_class_escape(a)}-{_class_escape(b)}" for a, b in ranges
+    )
+    edge = f"[^ {refused}]"
+    return f"^{edge}([^{refused}]*{edge})?$"
+
+
+def _publish_identifier_pattern(schema: dict[str, Any]) -> None:
+    schema["pattern"] = identifier_pattern()
+
+
 def _json_number(value: Any) -> Any:
     # bool is an int in Python, and strings would be coerced: both are refused as amounts.
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
@@ -80,13 +140,8 @@ def _known_currency(value: str) -> str:
 
 Identifier = Annotated[
     str,
-    Field(
-        min_length=1,
-        max_length=255,
-        strict=True,
-        json_schema_extra={"pattern": CONTROL_FREE_PATTERN},
-    ),
-    AfterValidator(no_control_characters),
+    Field(min_length=1, max_length=255, strict=True, json_schema_extra=_publish_identifier_pattern),
+    AfterValidator(plain_identifier),
 ]
 Amount = Annotated[
     Decimal,

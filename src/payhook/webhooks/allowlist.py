@@ -56,6 +56,11 @@ class ClientAllowlist:
             address = parse_address(hops.pop())
         return address
 
+    def is_trusted_proxy(self, peer: str) -> bool:
+        """Whether this direct peer is one of TRUSTED_PROXIES (whose forwarded headers count)."""
+        address = parse_address(peer)
+        return address is not None and _within(address, self.trusted_proxies)
+
     def permits(self, peer: str | None, forwarded_for: list[str]) -> bool:
         """Whether this request may post a webhook (always, when no allowlist is configured)."""
         if not self.allowed:

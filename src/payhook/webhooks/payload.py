@@ -23,22 +23,37 @@ def _refuse_constant(name: str) -> NoReturn:
 def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        keys = [key for key, _ in pairs]
-        duplicate = next(key for key in keys if keys.count(key) > 1)
-        raise ValueError(f"duplicate key {duplicate!r} in one JSON object")
+        # Linear: one pass with a set (list.count per key was quadratic, and stalled the loop).
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r} in one JSON object")
+            seen.add(key)
     return result
 
 
+def _number(text: str) -> Decimal:
+    # Decimal("1e9999999999999999999") raises InvalidOperation (an ArithmeticError, not a
+    # ValueError): an exponent beyond what Decimal holds is refused here like NaN.
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        raise ValueError(f"{text[:40]!r} is not a number payhook accepts") from None
+
+
 def decode_json(raw: bytes) -> Any:
-    """Parse a JSON document strictly: exact numbers, no NaN/Infinity, no duplicate keys."""
+    """Parse a JSON document strictly: UTF-8 only (RFC 8259), exact numbers, no NaN/Infinity,
+    no duplicate keys. (json.loads on bytes would also take UTF-16 and UTF-32.)"""
     try:
         return json.loads(
-            raw,
-            parse_float=Decimal,
-            parse_int=Decimal,
+            raw.decode("utf-8"),
+            parse_float=_number,
+            parse_int=_number,
             parse_constant=_refuse_constant,
             object_pairs_hook=_object_without_duplicate_keys,
         )
+    except UnicodeDecodeError:
+        raise InvalidRequest("The body is not valid JSON: it is not UTF-8.") from None
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest(f"The body is not valid JSON: {exc}") from None
 
