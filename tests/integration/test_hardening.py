@@ -39,6 +39,12 @@ def assert_problem(response: httpx.Response, status: int) -> None:
     assert response.headers["content-type"] == "application/problem+json"
 
 
+def assert_console_error(response: httpx.Response, status: int) -> None:
+    """The console answers errors with a page (issue 14), the status still the problem's."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/html")
+
+
 async def log_in(client: httpx.AsyncClient) -> httpx.Response:
     return await client.post("/console/login", data={"token": TOKEN}, headers=ORIGIN)
 
@@ -73,7 +79,7 @@ async def test_operator_and_console_bodies_are_bounded(tmp_path: Path) -> None:
             413,
         )
         form = {"token": "x" * 20_000}
-        assert_problem(await client.post("/console/login", data=form, headers=ORIGIN), 413)
+        assert_console_error(await client.post("/console/login", data=form, headers=ORIGIN), 413)
 
 
 # --- 5: no 500s -------------------------------------------------------------------------------
@@ -98,7 +104,9 @@ async def test_an_exponent_beyond_decimal_is_a_400_in_any_field(tmp_path: Path) 
 async def test_a_login_form_with_too_many_fields_is_a_400(tmp_path: Path) -> None:
     async with app_client(operator_settings(sqlite(tmp_path))) as client:
         form = {f"f{i}": "x" for i in range(21)}
-        assert_problem(await client.post("/console/login", data=form, headers=ORIGIN), 400)
+        answer = await client.post("/console/login", data=form, headers=ORIGIN)
+        assert_console_error(answer, 400)
+        assert "at most 20 fields" in answer.text
 
 
 async def test_a_cursor_of_brackets_is_not_a_500(tmp_path: Path) -> None:
