@@ -375,3 +375,10 @@ async def test_json_bodies_must_be_utf8(tmp_path: Path, encoding: str) -> None:
         )
         assert_problem(answer, 400)
         assert (await client.get("/v1/transactions/enc-\u00e9")).status_code == 404
+
+
+async def test_an_empty_filter_value_does_not_count_as_narrowing(tmp_path: Path) -> None:
+    async with app_client(operator_settings(sqlite(tmp_path))) as client:
+        body = {"filter": {"account": "", "q": ""}}
+        answer = await client.post("/v1/transactions/retry", json=body, headers=ADMIN)
+        assert_problem(answer, 422)

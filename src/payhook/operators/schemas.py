@@ -258,8 +258,10 @@ NARROWING = ("created_after", "created_before", "account", "currency", "late", "
 
 def _names_what_to_replay(schema: dict[str, Any]) -> None:
     # What the validator below requires, as JSON Schema: ids, "all": true, or a narrowing filter.
+    # Null and "" both mean "no condition" (TransactionFilter), so neither narrows.
     narrowing = [
-        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in NARROWING
+        {"required": [name], "properties": {name: {"not": {"enum": [None, ""]}}}}
+        for name in NARROWING
     ]
     schema["anyOf"] = [
         {"required": ["ids"], "properties": {"ids": {"type": "array"}}},
