@@ -190,6 +190,13 @@ class Bench:
                 {},
             ),
             (
+                # What operators run: a JSON line per delivery, written to the log file.
+                "PostgreSQL, unique ids, LOG_LEVEL=INFO",
+                serve,
+                self.payhook_env(self.fresh_database("pg1i"), LOG_LEVEL="INFO", **quiet),
+                {},
+            ),
+            (
                 "PostgreSQL, 50% re-deliveries",
                 serve,
                 self.payhook_env(self.fresh_database("pg2"), **quiet),

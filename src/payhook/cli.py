@@ -1,4 +1,4 @@
-"""The `payhook` command: serve, worker, migrate, send, replay, purge."""
+"""The `payhook` command: serve, worker, migrate, send, check, replay, purge."""
 
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ from payhook.jsonfmt import dumps
 from payhook.migrate import is_current, upgrade
 from payhook.observability.logging import configure_logging
 from payhook.operators.repository import Action, OperatorRepository
-from payhook.processing.steps import StepNotLoadable, load_step
+from payhook.processing.steps import load_step
+from payhook.smoke import Smoke
 from payhook.timefmt import isoformat_z
-from payhook.webhooks.signatures import Verifier, build_verifier
+from payhook.webhooks.signatures import Verifier, build_verifier, verifier_from_settings
 
 log = structlog.get_logger(__name__)
 
@@ -52,8 +53,7 @@ def migrate() -> None:
 def serve() -> None:
     """Run the API and its scheduler (steps in-process, or dispatched to Celery workers)."""
     settings = _settings()
-    if not settings.uses_celery:
-        _check_step(settings)
+    _check_start(settings, runs_steps=not settings.uses_celery)
     _ensure_schema(settings)
     uvicorn.run(
         "payhook.app:create_app",
@@ -78,7 +78,7 @@ def serve() -> None:
 def worker() -> None:
     """Run the executor alone, without the API: a Celery worker when REDIS_URL is set."""
     settings = _settings()
-    _check_step(settings)
+    _check_start(settings, runs_steps=True)
     _ensure_schema(settings)
     if settings.uses_celery:
         from payhook.processing.celery_worker import run_worker
@@ -102,11 +102,13 @@ def _settings_or_exit() -> Settings:
         raise click.ClickException(settings_problem(exc)) from None
 
 
-def _check_step(settings: Settings) -> None:
-    """Refuse to start, in one line, when PROCESSING_STEP cannot run (before any migration)."""
+def _check_start(settings: Settings, *, runs_steps: bool) -> None:
+    """Refuse to start, in one line, on a secret or a step that cannot work (before migrating)."""
     try:
-        load_step(settings.processing_step)
-    except StepNotLoadable as exc:
+        verifier_from_settings(settings)
+        if runs_steps:
+            load_step(settings.processing_step)
+    except ValueError as exc:  # StepNotLoadable is one
         raise click.ClickException(str(exc)) from None
 
 
@@ -272,6 +274,58 @@ def _post_one(client: httpx.Client, signer: Verifier, msg_id: str, body: bytes) 
     except httpx.HTTPError as exc:
         raise click.ClickException(f"could not reach {client.base_url}: {exc}") from None
     return response.status_code
+
+
+@main.command()
+@click.option(
+    "--url",
+    default=_local_url,
+    show_default="http://127.0.0.1:$PORT",
+    help="The instance, e.g. https://payhook.example.com.",
+)
+@click.option(
+    "--within",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a new transaction may take to be PROCESSED (its delay plus a margin).",
+)
+@click.option(
+    "--max-ms",
+    default=1000.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Slowest acceptable webhook answer, in milliseconds.",
+)
+@click.option(
+    "--scheme",
+    type=click.Choice([scheme.value for scheme in SignatureScheme]),
+    help="Default: WEBHOOK_SIGNATURE_SCHEME.",
+)
+@click.option("--secret", help="Default: WEBHOOK_SECRET, which keeps it out of the process list.")
+@click.option("--currency", default="USD", show_default=True)
+def check(
+    url: str, within: float, max_ms: float, scheme: str | None, secret: str | None, currency: str
+) -> None:
+    """Smoke-test a running instance: health, a transaction end to end, duplicates, conflicts,
+    bad input, unknown ids, response time. One PASS/FAIL line each; exit 1 if any fails.
+
+    It posts real test deliveries (ids txn_check_..., accounts acc_check_...), which the
+    instance stores and processes: point it at staging, or let your step skip them."""
+    signer = _signer(scheme, secret)
+    failed = 0
+    with httpx.Client(base_url=url, timeout=max(10.0, max_ms / 1000)) as client:
+        smoke = Smoke(client, signer, currency, within, max_ms / 1000)
+        try:
+            for result in smoke.run():
+                click.echo(result.line())
+                failed += not result.passed
+        except httpx.HTTPError as exc:
+            click.echo(f"FAIL  {'reach':<14} {url}: {type(exc).__name__}: {exc}")
+            raise SystemExit(1) from None
+    click.echo(f"{url}: {'all checks passed' if not failed else f'{failed} failed'}")
+    if failed:
+        raise SystemExit(1)
 
 
 def _age(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:

@@ -16,6 +16,10 @@ MISTAKES = [
     ({"PORT": "abc"}, "PORT: Input should be a valid integer"),
     ({"ENVIRONMENT": "production"}, "ENVIRONMENT=production refuses unsigned webhooks"),
     ({"EXECUTOR": "celery"}, "EXECUTOR=celery needs REDIS_URL"),
+    (
+        {"WEBHOOK_SIGNATURE_SCHEME": "standard-webhooks", "WEBHOOK_SECRET": "not base64!"},
+        "WEBHOOK_SECRET must be whsec_<base64> for standard-webhooks",
+    ),
     ({"PROCESSING_STEP": "garbage"}, "PROCESSING_STEP must look like 'package.module:function'"),
     ({"PROCESSING_STEP": "no_such_module:step"}, "PROCESSING_STEP: importing 'no_such_module'"),
     ({"PROCESSING_STEP": "json:no_such_step"}, "PROCESSING_STEP: 'json' has no 'no_such_step'"),

@@ -52,6 +52,11 @@ async def record_and_take_time(transaction: ClaimedTransaction) -> None:
     await asyncio.sleep(float(os.environ.get("PAYHOOK_TEST_STEP_SECONDS", "0.05")))
 
 
+async def always_fail(transaction: ClaimedTransaction) -> None:
+    """A broken deployment's step: every attempt fails (say, the external API refuses us)."""
+    raise RuntimeError("the external API refused the call")
+
+
 def read_calls(path: str | os.PathLike[str]) -> list[tuple[str, int]]:
     """The (transaction_id, attempt) of every recorded call, in order."""
     if not os.path.exists(path):

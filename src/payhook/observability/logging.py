@@ -7,7 +7,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -33,22 +33,26 @@ def configure_logging(settings: Settings) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # JSON lines carry the traceback as text; the console renderer prints its own.
+    tracebacks = [structlog.processors.format_exc_info] if as_json else []
+    # payhook's own lines (one per delivery and per outcome at INFO) go straight to stderr:
+    # through the standard library they cost ~2.5x as much (a LogRecord, a formatter) each.
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*shared, *tracebacks, renderer],
+        logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[settings.log_level]
         ),
         cache_logger_on_first_use=True,
     )
+    # Libraries' lines (uvicorn, alembic, celery) are rendered the same way.
     handler = logging.StreamHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                # JSON lines carry the traceback as text; the console renderer prints its own.
-                *([structlog.processors.format_exc_info] if as_json else []),
+                *tracebacks,
                 renderer,
             ],
         )
@@ -56,6 +60,16 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+
+
+class _CurrentStderr:
+    """sys.stderr as it is when a line is written, not when a (cached) logger was made."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 class RequestIdMiddleware:

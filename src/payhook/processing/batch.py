@@ -46,5 +46,24 @@ class BatchProcessor:
         for outcome, ok in zip(outcomes, applied or [], strict=False):
             if not ok:
                 log.warning("executor.claim_lost", transaction_id=outcome.claimed.transaction_id)
-            elif self._on_recorded is not None:
+                continue
+            log_outcome(outcome)
+            if self._on_recorded is not None:
                 self._on_recorded(outcome)
+
+
+def log_outcome(outcome: Outcome) -> None:
+    """One line per recorded outcome: processed (INFO), to be retried or failed (WARNING)."""
+    claimed = outcome.claimed
+    if outcome.error is None:
+        log.info(
+            "processing.processed", transaction_id=claimed.transaction_id, attempt=claimed.attempt
+        )
+        return
+    log.warning(
+        "processing.attempt_failed" if outcome.retry_at else "processing.failed",
+        transaction_id=claimed.transaction_id,
+        attempt=claimed.attempt,
+        error=outcome.error,
+        retry_at=outcome.retry_at.isoformat() if outcome.retry_at else None,
+    )

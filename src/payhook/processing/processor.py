@@ -56,13 +56,7 @@ class Processor:
         retry_at = None
         if claimed.attempt < self._max_attempts:
             retry_at = now + timedelta(seconds=self.backoff(claimed.attempt))
-        log.warning(
-            "processing.attempt_failed",
-            transaction_id=claimed.transaction_id,
-            attempt=claimed.attempt,
-            error=error,
-            will_retry=retry_at is not None,
-        )
+        # Logged once recorded, with the other outcomes (payhook.processing.batch).
         return Outcome(claimed, now, error=error, retry_at=retry_at)
 
     def backoff(self, attempt: int) -> float:

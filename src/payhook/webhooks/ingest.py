@@ -56,4 +56,10 @@ class Ingestor:
             ) from exc
         if self._on_stored is not None:
             self._on_stored(delivery.due_at)
+        log.info(
+            "webhook.delivery",
+            transaction_id=transaction.transaction_id,
+            outcome=result.outcome.value,
+            status=result.status.value,
+        )
         return result
