@@ -153,6 +153,7 @@ def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
         max_batch=settings.ingest_max_batch,
         on_stored=scheduler.notify_due if scheduler else None,
         signature=settings.webhook_signature_scheme.value,
+        timeout_seconds=settings.database_timeout_seconds,
     )
     allowlist = ClientAllowlist(
         parse_networks(settings.webhook_allowed_ips), parse_networks(settings.trusted_proxies)

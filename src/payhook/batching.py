@@ -3,7 +3,8 @@
 Callers `submit` an item and wait. One writer task takes everything queued so far (up to
 `max_batch`), hands it to `write` as one batch, and answers each caller with its own result.
 While a write is in flight new items queue up, so batches grow exactly as fast as load does and
-an idle system adds no latency.
+an idle system adds no latency. A write longer than `write_timeout_seconds` fails (its callers
+get the TimeoutError), and an item whose caller stopped waiting is not written.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ class GroupCommitter(Generic[T, R]):
         *,
         max_batch: int,
         name: str,
+        write_timeout_seconds: float | None = None,
     ) -> None:
         self._write = write
         self._max_batch = max_batch
+        self._write_timeout = write_timeout_seconds
         self._name = name
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._ready = asyncio.Event()
@@ -72,8 +75,16 @@ class GroupCommitter(Generic[T, R]):
     async def _write_one_batch(self) -> None:
         batch = self._queue[: self._max_batch]
         del self._queue[: self._max_batch]
+        # A caller that gave up (its deadline passed while an earlier write hung) was answered
+        # already: its item is not written.
+        batch = [(item, future) for item, future in batch if not future.done()]
+        if not batch:
+            return
         try:
-            results = await self._write([item for item, _ in batch])
+            # A write that hangs (a database that stopped answering) is abandoned, so the writes
+            # queued behind it are not held too, and the next one starts on a fresh connection.
+            async with asyncio.timeout(self._write_timeout):
+                results = await self._write([item for item, _ in batch])
         except Exception as exc:
             log.warning(f"{self._name}.write_failed", size=len(batch), error=repr(exc))
             for _, future in batch:

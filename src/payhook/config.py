@@ -77,6 +77,9 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./payhook.db"
     db_pool_size: int = Field(10, ge=1)
+    # A database that does not answer within this (a partition, not a refusal) is unavailable:
+    # a webhook gets 503 + Retry-After, /health/ready 503, and new connections give up.
+    database_timeout_seconds: PositiveSeconds = 5.0
 
     processing_delay_seconds: float = Field(30.0, ge=0)
     processing_step: str = DEFAULT_PROCESSING_STEP

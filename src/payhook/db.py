@@ -95,10 +95,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=False,
-        pool_timeout=5,
+        pool_timeout=settings.database_timeout_seconds,
         connect_args={
             "command_timeout": 15,
-            "timeout": 5,
+            "timeout": settings.database_timeout_seconds,
             "server_settings": {
                 "application_name": "payhook",
                 # Plan each execution with the table as it is now. A generic plan cached while

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
@@ -32,8 +33,9 @@ async def health() -> Response:
 async def ready(runtime: RuntimeDep) -> dict[str, str]:
     """200 when every dependency answers, 503 naming the one that does not."""
     try:
-        async with runtime.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        async with asyncio.timeout(runtime.settings.database_timeout_seconds):
+            async with runtime.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
     except STORAGE_ERRORS as exc:
         raise ServiceUnavailable("The database does not answer.") from exc
     checks = {"status": "READY", "database": "ok"}

@@ -72,3 +72,32 @@ async def test_submit_after_stop_is_refused() -> None:
     await committer.stop()
     with pytest.raises(RuntimeError, match="not running"):
         await committer.submit(1)
+
+
+async def test_a_hanging_write_is_abandoned_and_callers_who_gave_up_are_not_written() -> None:
+    """A database that stops answering: the write in flight fails at its timeout, and items
+    whose callers stopped waiting meanwhile are dropped, not written late."""
+    hang = asyncio.Event()
+    written: list[list[int]] = []
+
+    async def write(items: Sequence[int]) -> list[int]:
+        written.append(list(items))
+        if not hang.is_set():
+            await asyncio.sleep(3600)  # the first write never returns
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(
+        write, max_batch=10, name="t", write_timeout_seconds=0.2
+    )
+    committer.start()
+    first = asyncio.create_task(committer.submit(1))
+    await asyncio.sleep(0.05)
+    gave_up = asyncio.create_task(committer.submit(2))
+    await asyncio.sleep(0.01)
+    gave_up.cancel()  # its caller answered 503 at its own deadline
+    with pytest.raises(TimeoutError):
+        await first
+    hang.set()
+    assert await committer.submit(3) == 3
+    await committer.stop()
+    assert written == [[1], [3]]
