@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from payhook.config import Settings
 from payhook.db import create_engine
-from payhook.transactions.models import DeliveryOutcome, TransactionStatus, deliveries
-from payhook.transactions.records import ClaimedTransaction, NewDelivery, Outcome
+from payhook.transactions.models import (
+    DeliveryOutcome,
+    TransactionStatus,
+    deliveries,
+    processing_attempts,
+)
+from payhook.transactions.records import AttemptReport, ClaimedTransaction, NewDelivery, Outcome
 from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 
@@ -147,3 +153,67 @@ async def test_outcomes_processed_retry_and_failed(repository: TransactionReposi
     assert await claim(repository, "t2") == []
     [again] = await claim(repository, "t2", at=retry_at)
     assert (again.transaction_id, again.attempt) == ("retry", 2)
+
+
+async def attempt_rows(database_url: str) -> list[Any]:
+    engine = create_engine(Settings(_env_file=None, database_url=database_url))
+    try:
+        async with engine.connect() as conn:
+            query = select(processing_attempts).order_by(processing_attempts.c.id)
+            return list((await conn.execute(query)).all())
+    finally:
+        await engine.dispose()
+
+
+async def test_an_attempt_given_back_is_not_counted(
+    repository: TransactionRepository, database_url: str
+) -> None:
+    await repository.ingest([delivery("sent"), delivery("held")])
+    claimed = {c.transaction_id: c for c in await claim(repository, "t1")}
+    now = datetime.now(UTC)
+    probe_at = now + timedelta(seconds=5)
+    report = AttemptReport(status=503, latency_seconds=0.0123, answer="down for maintenance")
+    applied = await repository.record_outcomes(
+        [
+            # Sent while the destination was down: in the timeline, but not counted.
+            Outcome(claimed["sent"], now, "HTTP 503", probe_at, counted=False, report=report),
+            # Held back unsent: neither counted nor in the timeline.
+            Outcome(claimed["held"], now, "destination unavailable", probe_at, counted=False),
+        ]
+    )
+
+    assert applied == [True, True]
+    for key in ("sent", "held"):
+        row = await repository.get(key)
+        assert row is not None
+        assert (row.status, row.attempts, row.due_at, row.claim_token) == (
+            "PROCESSING",
+            0,
+            probe_at,
+            None,
+        )
+    rows = await attempt_rows(database_url)
+    assert [
+        (r.transaction_id, r.attempt, r.outcome, r.destination_status, r.latency_ms, r.answer)
+        for r in rows
+    ] == [("sent", 1, "deferred", 503, 12.3, "down for maintenance")]
+    again = await claim(repository, "t2", at=probe_at)
+    assert [c.attempt for c in again] == [1, 1]  # the same attempt number comes round again
+
+
+async def test_attempts_keep_what_the_step_reported(
+    repository: TransactionRepository, database_url: str
+) -> None:
+    await repository.ingest([delivery("ok")])
+    [claimed] = await claim(repository, "t1")
+    report = AttemptReport(status=202, latency_seconds=0.005, answer='{"ok": true}')
+
+    await repository.record_outcomes([Outcome(claimed, datetime.now(UTC), report=report)])
+
+    [row] = await attempt_rows(database_url)
+    assert (row.outcome, row.destination_status, row.latency_ms, row.answer) == (
+        "succeeded",
+        202,
+        5.0,
+        '{"ok": true}',
+    )

@@ -113,6 +113,8 @@ class Receiver:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender died mid-request (kill -9): no delivery, as for any server
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break

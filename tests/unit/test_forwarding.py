@@ -15,6 +15,7 @@ from payhook.config import Settings
 from payhook.forwarding.delivery import DeliveryResult, Verdict, parse_retry_after
 from payhook.forwarding.forwarder import Forwarder
 from payhook.forwarding.health import Admission, DestinationHealth, GateState
+from payhook.forwarding.window import SendWindow
 from tests.support.receiver import SECRET, Answer, Receiver
 
 pytestmark = pytest.mark.anyio
@@ -345,3 +346,61 @@ async def test_an_abandoned_probe_lets_the_next_delivery_probe() -> None:
 def test_a_waiting_result_has_no_error_status() -> None:
     result = DeliveryResult(Verdict.WAITING, excerpt="destination unavailable", counted=False)
     assert result.error == "destination unavailable"
+
+
+async def test_the_window_narrows_on_outages_and_widens_on_answers() -> None:
+    window = SendWindow(8)
+    for _ in range(8):
+        await window.acquire()
+    blocked = asyncio.ensure_future(window.acquire())
+    await asyncio.sleep(0)
+    assert not blocked.done()  # all eight are in flight
+
+    window.failed()
+    window.failed()
+    assert window.limit == 2
+    for _ in range(7):
+        window.release()
+    await asyncio.sleep(0)
+    assert blocked.done()  # room again: 1 left in flight + the one let in = 2
+    assert window.in_use == 2
+
+    window.restart()
+    window.answered()
+    window.answered()
+    assert window.limit == 3
+
+
+async def test_a_waiter_that_gives_up_leaves_no_slot_taken() -> None:
+    window = SendWindow(1)
+    await window.acquire()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await window.acquire()
+    window.release()
+    assert window.in_use == 0
+    await window.acquire()
+    assert window.in_use == 1
+
+
+async def test_after_an_outage_the_backlog_is_let_in_gradually(receiver: Receiver) -> None:
+    forwarder = Forwarder(settings_for(receiver.url, destination_max_in_flight=16))
+    try:
+        receiver.stop()
+        for n in range(2):  # the threshold: the gate opens
+            await forwarder.forward(f"payhook:txn_down_{n}", body(n))
+        receiver.start()
+        receiver.answer = lambda r: Answer(delay=0.05)
+        await asyncio.sleep(forwarder.health.hold_seconds() or 0)
+        results = await asyncio.gather(
+            *(forwarder.forward(f"payhook:txn_{n}", body(n)) for n in range(40))
+        )
+    finally:
+        await forwarder.aclose()
+
+    assert all(result.verdict is Verdict.DELIVERED for result in results)
+    # The probe, then a window that starts at one and widens with each answer (each takes
+    # 0.05 s): one alone, then two, then three or four... rather than sixteen at once.
+    after_probe = sorted(r.at for r in receiver.received)[1:]
+    assert after_probe[1] - after_probe[0] >= 0.04
+    assert after_probe[7] - after_probe[0] >= 0.12

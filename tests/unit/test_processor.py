@@ -10,7 +10,8 @@ import pytest
 
 from payhook.config import Settings
 from payhook.processing.processor import Processor
-from payhook.transactions.records import ClaimedTransaction
+from payhook.processing.steps import ProcessingStep, StepFailed
+from payhook.transactions.records import AttemptReport, ClaimedTransaction
 
 pytestmark = pytest.mark.anyio
 SETTINGS = Settings(
@@ -82,3 +83,70 @@ def test_backoff_is_exponential_capped_and_jittered(attempt: int, ceiling: float
     delays = [processor.backoff(attempt) for _ in range(200)]
     assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
     assert len(set(delays)) > 100
+
+
+def failing_with(failure: StepFailed) -> ProcessingStep:
+    async def step(_: ClaimedTransaction) -> None:
+        raise failure
+
+    return step
+
+
+async def test_a_step_can_give_up_at_once() -> None:
+    report = AttemptReport(400, 0.01, "unknown account")
+    step = failing_with(StepFailed("HTTP 400: unknown account", retry=False, report=report))
+
+    outcome = await Processor(step, SETTINGS).run(claimed(1))
+
+    assert (outcome.error, outcome.retry_at, outcome.counted) == (
+        "HTTP 400: unknown account",
+        None,
+        True,
+    )
+    assert outcome.report == report
+
+
+async def test_a_step_can_say_when_to_retry() -> None:
+    outcome = await Processor(failing_with(StepFailed("429", retry_after=3)), SETTINGS).run(
+        claimed(1)
+    )
+
+    assert outcome.retry_at is not None
+    assert (outcome.retry_at - outcome.finished_at).total_seconds() == pytest.approx(3)
+    assert outcome.counted
+
+
+async def test_an_attempt_given_back_is_retried_even_after_the_last_one() -> None:
+    step = failing_with(StepFailed("destination down", retry_after=7, counted=False))
+
+    outcome = await Processor(step, SETTINGS).run(claimed(4))
+
+    assert outcome.counted is False
+    assert outcome.retry_at is not None
+    assert (outcome.retry_at - outcome.finished_at).total_seconds() == pytest.approx(7)
+
+
+async def test_a_step_report_is_kept_on_success() -> None:
+    async def step(_: ClaimedTransaction) -> AttemptReport:
+        return AttemptReport(200, 0.004, "ok")
+
+    outcome = await Processor(step, SETTINGS).run(claimed(1))
+
+    assert (outcome.error, outcome.report) == (None, AttemptReport(200, 0.004, "ok"))
+
+
+@pytest.mark.parametrize(
+    ("transaction_id", "key"),
+    [
+        ("txn_abc123", "payhook:txn_abc123"),
+        ("order 42/7", "payhook:order 42/7"),
+        ("txn_é", "payhook-utf8:txn_%C3%A9"),  # fits an HTTP header (webhook-id) as ASCII
+        ("txn_%C3%A9", "payhook:txn_%C3%A9"),  # an ASCII id never collides with an encoded one
+    ],
+)
+def test_the_idempotency_key_is_printable_ascii(transaction_id: str, key: str) -> None:
+    now = datetime.now(UTC)
+    claimed = ClaimedTransaction(
+        transaction_id, "a", "b", Decimal(1), "USD", now, now, 1, "tok", now
+    )
+    assert claimed.idempotency_key == key

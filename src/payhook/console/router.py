@@ -37,7 +37,7 @@ from payhook.observability.metrics import pool_usage
 from payhook.operators import auth
 from payhook.operators.auth import ConsoleDep, TokenDep
 from payhook.operators.schemas import Cursor, ListQuery, Reason, SearchText
-from payhook.runtime import OperatorsDep, RuntimeDep, get_runtime
+from payhook.runtime import OperatorsDep, Runtime, RuntimeDep, get_runtime
 from payhook.timefmt import isoformat_z
 from payhook.transactions.models import TransactionStatus
 
@@ -168,6 +168,7 @@ async def dashboard(
         conflicts=await operators.conflicts(query.conflicts_before, PANEL_SIZE),
         query=query,
         csrf=auth.csrf_value(token),
+        destination=_destination(runtime),
     )
 
 
@@ -256,7 +257,16 @@ async def stats(_: ConsoleDep, operators: OperatorsDep, runtime: RuntimeDep) -> 
         "by_status": snapshot.by_status,
         "due_backlog": snapshot.due_backlog,
         "oldest_due_age_seconds": round(snapshot.oldest_due_age_seconds, 3),
+        "destination": _destination(runtime),
     }
+
+
+def _destination(runtime: Runtime) -> str | None:
+    """The forwarding destination's health, when there is one."""
+    if runtime.settings.destination_url is None:
+        return None
+    health = runtime.metrics.destination()
+    return "forwarded by the workers" if health is None else health.summary()
 
 
 @router.get("/console/static/{name}")

@@ -49,8 +49,9 @@ class DeliveryResult:
             return self.excerpt
         return f"HTTP {self.status}: {self.excerpt}" if self.excerpt else f"HTTP {self.status}"
 
-    def uncounted(self) -> DeliveryResult:
-        return replace(self, counted=False)
+    def uncounted(self, retry_after: float | None) -> DeliveryResult:
+        """The same result, spending no attempt, tried again after `retry_after` seconds."""
+        return replace(self, counted=False, retry_after=retry_after)
 
 
 def waiting(seconds: float, reason: str) -> DeliveryResult:

@@ -50,6 +50,16 @@ class HealthSnapshot:
     paused_for: float | None  # seconds left of a 429's Retry-After
     last_answer_ago: float | None  # seconds since the destination last answered anything
 
+    def summary(self) -> str:
+        """One line for people (the console)."""
+        if self.state is GateState.PROBING:
+            return "failing: probing"
+        if self.state is GateState.OPEN:
+            return f"failing: next probe in {self.next_probe_in or 0:.0f} s"
+        if self.paused_for:
+            return f"paused {self.paused_for:.0f} s (429)"
+        return "sending"
+
 
 class DestinationHealth:
     def __init__(

@@ -19,6 +19,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from payhook.forwarding.delivery import DeliveryResult, Verdict
+from payhook.forwarding.health import DestinationHealth, GateState, HealthSnapshot
 from payhook.transactions.models import DeliveryOutcome, TransactionStatus
 from payhook.transactions.records import Outcome
 
@@ -106,6 +108,34 @@ class Metrics:
             registry=r,
         )
         self._gauges(r)
+        self._destination_metrics(r)
+
+    def _destination_metrics(self, r: CollectorRegistry) -> None:
+        self._health: DestinationHealth | None = None
+        self._forwarded = Counter(
+            "payhook_destination_deliveries",
+            "Deliveries to DESTINATION_URL, by verdict (waiting: held back, not sent).",
+            ["outcome"],
+            registry=r,
+        )
+        self._forward_seconds = Histogram(
+            "payhook_destination_latency_seconds",
+            "How long DESTINATION_URL took to answer (or to fail).",
+            buckets=INGEST_BUCKETS + (5.0, 10.0, 30.0),
+            registry=r,
+        )
+        self._destination_up = Gauge(
+            "payhook_destination_up",
+            "1 while deliveries are sent; 0 while the destination is failing and they wait.",
+            registry=r,
+        )
+        self._destination_failures = Gauge(
+            "payhook_destination_consecutive_failures",
+            "Connection errors, timeouts and 5xx from DESTINATION_URL in a row.",
+            registry=r,
+        )
+        for verdict in Verdict:
+            self._forwarded.labels(verdict.value)
 
     def _gauges(self, r: CollectorRegistry) -> None:
         self._by_status = Gauge(
@@ -140,14 +170,31 @@ class Metrics:
 
     def attempt(self, outcome: Outcome) -> None:
         """A processing attempt's outcome was committed."""
+        if not outcome.counted and outcome.report is None:
+            return  # held back unsent (the destination was down): no attempt was made
         failed = outcome.error is not None
-        self._attempts.labels("failed" if failed else "succeeded").inc()
+        label = "deferred" if not outcome.counted else "failed" if failed else "succeeded"
+        self._attempts.labels(label).inc()
         if failed and outcome.retry_at is None:
             self._failed.inc()
         if not failed:
             late = (outcome.finished_at - outcome.claimed.due_at).total_seconds()
             self._lateness.observe(max(0.0, late))
             self.recent.late_by(max(0.0, late))
+
+    def watch_destination(self, health: DestinationHealth) -> None:
+        """This process forwards: export its destination's health."""
+        self._health = health
+
+    def destination(self) -> HealthSnapshot | None:
+        """The destination's health as this process sees it; None unless it forwards."""
+        return None if self._health is None else self._health.snapshot()
+
+    def destination_result(self, result: DeliveryResult) -> None:
+        """A delivery to DESTINATION_URL came back (or was held back)."""
+        self._forwarded.labels(result.verdict.value).inc()
+        if result.latency_seconds is not None:
+            self._forward_seconds.observe(result.latency_seconds)
 
     def render(self, snapshot: DatabaseSnapshot) -> bytes:
         """The exposition text, with the database gauges set from `snapshot`."""
@@ -157,6 +204,10 @@ class Metrics:
         self._oldest_due.set(snapshot.oldest_due_age_seconds)
         for state, value in snapshot.pool.items():
             self._pool.labels(state).set(value)
+        destination = self.destination()
+        if destination is not None:
+            self._destination_up.set(int(destination.state is GateState.CLOSED))
+            self._destination_failures.set(destination.consecutive_failures)
         return generate_latest(self.registry)
 
 

@@ -219,6 +219,11 @@ class TimelineEvent(BaseModel):
     )
     finished_at: datetime | None = None
     error: str | None = None
+    destination_status: int | None = Field(
+        None, description="attempts, when forwarding: the HTTP status DESTINATION_URL answered"
+    )
+    latency_ms: float | None = Field(None, description="attempts: how long the answer took")
+    answer: str | None = Field(None, description="attempts: the first KB of the answer")
     action: str | None = None
     actor: str | None = None
     reason: str | None = None

@@ -216,6 +216,9 @@ def _attempt(row: AnyRow, offset: int) -> TimelineEvent:
         finished_at=row.finished_at,
         outcome=row.outcome,
         error=row.error,
+        destination_status=row.destination_status,
+        latency_ms=row.latency_ms,
+        answer=row.answer,
     )
 
 

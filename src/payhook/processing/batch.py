@@ -55,6 +55,11 @@ class BatchProcessor:
 def log_outcome(outcome: Outcome) -> None:
     """One line per recorded outcome: processed (INFO), to be retried or failed (WARNING)."""
     claimed = outcome.claimed
+    if not outcome.counted and outcome.report is None:
+        # Held back unsent while the destination is down: a line each would flood the log;
+        # the destination's probes and outages are logged by payhook.forwarding.
+        log.debug("processing.held_back", transaction_id=claimed.transaction_id)
+        return
     if outcome.error is None:
         log.info(
             "processing.processed", transaction_id=claimed.transaction_id, attempt=claimed.attempt
@@ -66,4 +71,5 @@ def log_outcome(outcome: Outcome) -> None:
         attempt=claimed.attempt,
         error=outcome.error,
         retry_at=outcome.retry_at.isoformat() if outcome.retry_at else None,
+        given_back=not outcome.counted,
     )

@@ -67,7 +67,7 @@ def _worker_runtime() -> WorkerRuntime:
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="payhook-loop", daemon=True).start()
             repository = TransactionRepository(create_engine(settings))
-            processor = Processor.from_settings(settings)
+            processor = Processor.from_settings(settings, repository)
             _runtime = WorkerRuntime(loop, repository, processor, settings.lease_seconds)
         return _runtime
 
@@ -84,8 +84,8 @@ def process_batch(transaction_ids: list[str], dispatch_token: str) -> int:
 @worker_shutdown.connect
 def _dispose(**_: Any) -> None:
     if _runtime is not None:
-        future = asyncio.run_coroutine_threadsafe(_runtime.repository.dispose(), _runtime.loop)
-        future.result(timeout=10)
+        for closing in (_runtime.processor.aclose(), _runtime.repository.dispose()):
+            asyncio.run_coroutine_threadsafe(closing, _runtime.loop).result(timeout=10)
 
 
 def run_worker(settings: Settings) -> None:

@@ -35,6 +35,7 @@ class EmbeddedRunner:
         self._batch_processor = BatchProcessor(
             repository, processor, settings.lease_seconds, on_recorded
         )
+        self._processor = processor
         self._settings = settings
         self._batches: dict[asyncio.Task[None], int] = {}
 
@@ -62,3 +63,6 @@ class EmbeddedRunner:
             _, unfinished = await asyncio.wait(self._batches, timeout=STOP_GRACE_SECONDS)
             for task in unfinished:
                 task.cancel()
+            if unfinished:
+                await asyncio.wait(unfinished)
+        await self._processor.aclose()

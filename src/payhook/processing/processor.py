@@ -13,8 +13,10 @@ import structlog
 
 from payhook.config import Settings
 from payhook.db import STORAGE_ERRORS
-from payhook.processing.steps import ProcessingStep, load_step
-from payhook.transactions.records import ClaimedTransaction, Outcome
+from payhook.forwarding.step import DeliveryObserver, ForwardingStep
+from payhook.processing.steps import ProcessingStep, StepFailed, load_step
+from payhook.transactions.records import AttemptReport, ClaimedTransaction, Outcome
+from payhook.transactions.repository import TransactionRepository
 
 log = structlog.get_logger(__name__)
 
@@ -25,17 +27,36 @@ RECORD_RETRY_SECONDS = 0.5
 class Processor:
     """Runs the step under a timeout; failures are retried with backoff, then given up."""
 
-    def __init__(self, step: ProcessingStep, settings: Settings) -> None:
+    def __init__(
+        self,
+        step: ProcessingStep,
+        settings: Settings,
+        forwarding: ForwardingStep | None = None,
+    ) -> None:
         self._step = step
+        self.forwarding = forwarding  # the step, when it is the built-in forwarding
         self._timeout = settings.processing_timeout_seconds
         self._max_attempts = settings.max_retries + 1
         self._backoff = settings.retry_backoff_seconds
         self._backoff_max = settings.retry_backoff_max_seconds
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Processor:
-        """The processor for PROCESSING_STEP."""
+    def from_settings(
+        cls,
+        settings: Settings,
+        repository: TransactionRepository,
+        observer: DeliveryObserver | None = None,
+    ) -> Processor:
+        """The processor for DESTINATION_URL (the forwarding step) or else PROCESSING_STEP."""
+        if settings.destination_url is not None:
+            step = ForwardingStep(settings, repository, observer)
+            return cls(step, settings, forwarding=step)
         return cls(load_step(settings.processing_step), settings)
+
+    async def aclose(self) -> None:
+        """Release what the step holds (forwarding: its connection pool)."""
+        if self.forwarding is not None:
+            await self.forwarding.aclose()
 
     async def run(self, claimed: ClaimedTransaction) -> Outcome:
         if claimed.attempt > self._max_attempts:
@@ -44,20 +65,45 @@ class Processor:
         try:
             # asyncio.timeout, not wait_for: no extra task per step (3.11 wraps it in one).
             async with asyncio.timeout(self._timeout):
-                await self._step(claimed)
+                report = await self._step(claimed)
         except TimeoutError:
             return self._failure(claimed, f"timed out after {self._timeout:g}s")
+        except StepFailed as failure:
+            return self._judged(claimed, failure)
         except Exception as exc:
             return self._failure(claimed, f"{type(exc).__name__}: {exc}"[:2000])
-        return Outcome(claimed, datetime.now(UTC))
+        return Outcome(claimed, datetime.now(UTC), report=report)
 
-    def _failure(self, claimed: ClaimedTransaction, error: str) -> Outcome:
+    def _judged(self, claimed: ClaimedTransaction, failure: StepFailed) -> Outcome:
+        """A failure the step described: given up at once, retried when it says, or given back."""
+        error = failure.error[:2000]
+        if not failure.retry:
+            return self._failure(claimed, error, report=failure.report, give_up=True)
+        if failure.counted:
+            return self._failure(claimed, error, failure.retry_after, failure.report)
+        now = datetime.now(UTC)
+        delay = failure.retry_after
+        if delay is None:
+            delay = self.backoff(claimed.attempt)
+        retry_at = now + timedelta(seconds=delay)
+        return Outcome(claimed, now, error, retry_at, counted=False, report=failure.report)
+
+    def _failure(
+        self,
+        claimed: ClaimedTransaction,
+        error: str,
+        retry_after: float | None = None,
+        report: AttemptReport | None = None,
+        *,
+        give_up: bool = False,
+    ) -> Outcome:
         now = datetime.now(UTC)
         retry_at = None
-        if claimed.attempt < self._max_attempts:
-            retry_at = now + timedelta(seconds=self.backoff(claimed.attempt))
+        if claimed.attempt < self._max_attempts and not give_up:
+            delay = self.backoff(claimed.attempt) if retry_after is None else retry_after
+            retry_at = now + timedelta(seconds=delay)
         # Logged once recorded, with the other outcomes (payhook.processing.batch).
-        return Outcome(claimed, now, error=error, retry_at=retry_at)
+        return Outcome(claimed, now, error=error, retry_at=retry_at, report=report)
 
     def backoff(self, attempt: int) -> float:
         """Exponential in the attempt number, capped, with jitter in [50%, 100%]."""

@@ -1,9 +1,11 @@
 """Processing steps: the work done for a transaction once it falls due.
 
-A step is `async def step(transaction: ClaimedTransaction) -> None`; raising means the attempt
-failed. Configure another with PROCESSING_STEP="package.module:function". A step that calls an
-external API should send `transaction.idempotency_key`, which is the same on every attempt, so a
-retry after a crash cannot apply the effect twice.
+A step is `async def step(transaction: ClaimedTransaction) -> AttemptReport | None`; raising
+means the attempt failed (`StepFailed` says how to treat the failure). Configure another with
+PROCESSING_STEP="package.module:function", or set DESTINATION_URL for the built-in forwarding
+step (`payhook.forwarding.step`). A step that calls an external API should send
+`transaction.idempotency_key`, which is the same on every attempt, so a retry after a crash
+cannot apply the effect twice.
 """
 
 from __future__ import annotations
@@ -12,9 +14,36 @@ import asyncio
 import importlib
 from collections.abc import Awaitable, Callable
 
-from payhook.transactions.records import ClaimedTransaction
+from payhook.transactions.records import AttemptReport, ClaimedTransaction
 
-ProcessingStep = Callable[[ClaimedTransaction], Awaitable[None]]
+# The report, when given, is shown in the transaction's timeline.
+ProcessingStep = Callable[[ClaimedTransaction], Awaitable[AttemptReport | None]]
+
+
+class StepFailed(Exception):
+    """Raised by a step to say how its failed attempt is to be treated.
+
+    - `retry=False`: give up now (`FAILED`), whatever attempts are left;
+    - `retry_after`: try again that many seconds from now, instead of the backoff;
+    - `counted=False`: the attempt is given back (the far side was down, or nothing was sent),
+      so it cannot use up the transaction's attempts.
+    """
+
+    def __init__(
+        self,
+        error: str,
+        *,
+        retry: bool = True,
+        retry_after: float | None = None,
+        counted: bool = True,
+        report: AttemptReport | None = None,
+    ) -> None:
+        super().__init__(error)
+        self.error = error
+        self.retry = retry
+        self.retry_after = retry_after
+        self.counted = counted
+        self.report = report
 
 
 async def simulated_external_call(transaction: ClaimedTransaction) -> None:

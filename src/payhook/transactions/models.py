@@ -10,6 +10,7 @@ from typing import cast
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -42,6 +43,8 @@ class DeliveryOutcome(StrEnum):
 class AttemptOutcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # Failed, but given back: the destination was down, so the attempt was not spent.
+    DEFERRED = "deferred"
 
 
 class Transaction(Base):
@@ -103,6 +106,10 @@ class ProcessingAttempt(Base):
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
     outcome: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
+    # What the step reported of the far side (forwarding: the destination's answer).
+    destination_status: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    answer: Mapped[str | None] = mapped_column(Text)
 
 
 class OperatorAction(Base):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from urllib.parse import quote
 
 from payhook.transactions.models import DeliveryOutcome, TransactionStatus
 from payhook.transactions.schemas import TransactionIn
@@ -47,8 +48,24 @@ class ClaimedTransaction:
 
     @property
     def idempotency_key(self) -> str:
-        """The same for every attempt, so an external API applies the effect once."""
-        return f"payhook:{self.transaction_id}"
+        """The same for every attempt, so an external API applies the effect once.
+
+        Printable ASCII, so it fits an HTTP header (forwarding sends it as `webhook-id`): an id
+        that is not is percent-encoded under a prefix of its own, which no other key can have.
+        """
+        key = self.transaction_id
+        if key.isascii() and key.isprintable():
+            return f"payhook:{key}"
+        return f"payhook-utf8:{quote(key, safe='')}"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    """What a step may tell about its attempt for the timeline: the far side's answer."""
+
+    status: int | None = None  # the HTTP status; None when nothing answered
+    latency_seconds: float | None = None
+    answer: str | None = None  # the first KB of the answer, or what went wrong
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +76,6 @@ class Outcome:
     finished_at: datetime
     error: str | None = None
     retry_at: datetime | None = None  # with an error: try again then; without: give up
+    # False: the attempt is given back (the destination was down, or it was never sent).
+    counted: bool = True
+    report: AttemptReport | None = None

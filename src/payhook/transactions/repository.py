@@ -23,7 +23,13 @@ from payhook.transactions.models import (
     processing_attempts,
     transactions,
 )
-from payhook.transactions.records import ClaimedTransaction, IngestResult, NewDelivery, Outcome
+from payhook.transactions.records import (
+    AttemptReport,
+    ClaimedTransaction,
+    IngestResult,
+    NewDelivery,
+    Outcome,
+)
 from payhook.transactions.schemas import TransactionContent
 
 # What a re-delivery is compared with: the stored columns TransactionContent names.
@@ -130,6 +136,15 @@ class TransactionRepository:
             )
             return result.first()
 
+    async def get_many(self, ids: Sequence[str]) -> dict[str, Row[tuple[object, ...]]]:
+        """The stored rows of `ids`, by id (ids not stored are missing)."""
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(readonly=True)
+            result = await conn.execute(
+                select(transactions).where(transactions.c.transaction_id.in_(ids))
+            )
+            return {row.transaction_id: row for row in result}
+
     async def next_due_at(self, now: datetime) -> datetime | None:
         """When the earliest claimable transaction falls due (possibly already past)."""
         async with self._engine.connect() as conn:
@@ -213,7 +228,12 @@ class TransactionRepository:
             for outcome in outcomes:
                 if outcome.error is not None and await self._mark_failed_attempt(conn, outcome):
                     applied.add(outcome.claimed.transaction_id)
-            kept = [o for o in outcomes if o.claimed.transaction_id in applied]
+            # An attempt given back before anything was sent leaves no trace in the timeline.
+            kept = [
+                o
+                for o in outcomes
+                if o.claimed.transaction_id in applied and (o.counted or o.report is not None)
+            ]
             if kept:
                 await conn.execute(insert(processing_attempts), [_attempt_row(o) for o in kept])
         return [o.claimed.transaction_id in applied for o in outcomes]
@@ -258,6 +278,9 @@ class TransactionRepository:
             values["due_at"] = outcome.retry_at
         else:
             values["status"] = TransactionStatus.FAILED.value
+        if not outcome.counted:
+            # Given back: the claim counted this attempt, so un-count it.
+            values["attempts"] = transactions.c.attempts - 1
         result = await conn.execute(
             update(transactions)
             .where(
@@ -335,12 +358,22 @@ def _judge(
 
 
 def _attempt_row(outcome: Outcome) -> dict[str, object]:
-    failed = outcome.error is not None
+    report = outcome.report or AttemptReport()
+    latency = report.latency_seconds
     return {
         "transaction_id": outcome.claimed.transaction_id,
         "attempt": outcome.claimed.attempt,
         "started_at": outcome.claimed.claimed_at,
         "finished_at": outcome.finished_at,
-        "outcome": (AttemptOutcome.FAILED if failed else AttemptOutcome.SUCCEEDED).value,
+        "outcome": _attempt_outcome(outcome).value,
         "error": outcome.error,
+        "destination_status": report.status,
+        "latency_ms": None if latency is None else round(latency * 1000, 3),
+        "answer": report.answer,
     }
+
+
+def _attempt_outcome(outcome: Outcome) -> AttemptOutcome:
+    if outcome.error is None:
+        return AttemptOutcome.SUCCEEDED
+    return AttemptOutcome.FAILED if outcome.counted else AttemptOutcome.DEFERRED

@@ -9,7 +9,8 @@
   function setCounts(stats) {
     var values = Object.assign({}, stats.by_status, {
       due_backlog: stats.due_backlog,
-      oldest_due_age_seconds: stats.oldest_due_age_seconds.toFixed(1)
+      oldest_due_age_seconds: stats.oldest_due_age_seconds.toFixed(1),
+      destination: stats.destination
     });
     document.querySelectorAll("[data-count]").forEach(function (el) {
       var key = el.getAttribute("data-count");
