@@ -3,7 +3,8 @@
 Starts a throwaway PostgreSQL (fsync on) and Redis, then runs, printing progress as it goes:
 ingest scenarios under wrk (64 connections, 10 s, unique ids) as ratios to a FastAPI no-op with
 the same request model; a burst of 10,000 transactions with a 5 s delay on the embedded and the
-Celery executor; 1,000 transactions/s for 60 s with a 30 s delay (resident memory sampled);
+Celery executor; the same burst forwarded to a local receiver answering in 5 ms (DESTINATION_URL);
+1,000 transactions/s for 60 s with a 30 s delay (resident memory sampled);
 and ingest rate and lateness as the table grows to 1,000,000 rows. Writes a table to stdout,
 and `benchmarks/results/latest.json` and `latest.png`.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from tests.support.processes import PAYHOOK, REPO_ROOT, PayhookProcess
+from tests.support.receiver import SECRET
 from tests.support.services import (
     PostgresServer,
     RedisServer,
@@ -68,6 +70,7 @@ class LatenessResult:
     histogram: list[float] = field(default_factory=list)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     rss_series_mb: list[float] = field(default_factory=list)
+    per_second: float | None = None  # forwarding: deliveries per second, first due to last
 
 
 def say(message: str) -> None:
@@ -257,6 +260,42 @@ class Bench:
                 process.stop()
         self.lateness.append(self.lateness_of(name, url, 5.0, peak))
 
+    def run_forward_burst(self, executor: str) -> None:
+        """A burst of 10,000 forwarded to a receiver answering in 5 ms, by one process."""
+        name = f"burst 10,000 forwarded (5 ms answers), {executor}"
+        say(name)
+        url = self.fresh_database(f"forward_{executor}")
+        port, receiver_port = free_port(), free_port()
+        receiver = [sys.executable, "-m", "uvicorn", "benchmarks.receiver_app:app"]
+        receiver += ["--log-level", "warning", "--no-access-log", "--port", str(receiver_port)]
+        env = self.payhook_env(
+            url,
+            PORT=str(port),
+            PROCESSING_DELAY_SECONDS="5",
+            DESTINATION_URL=f"http://127.0.0.1:{receiver_port}/payhook",
+            DESTINATION_SECRET=SECRET,
+        )
+        processes = []
+        if executor == "celery":
+            env["REDIS_URL"] = self.redis.url
+            worker_env = {**env, "LOG_LEVEL": "INFO"}
+            worker = PayhookProcess.worker(worker_env, self.work, "forward-worker").start()
+            processes.append(worker)
+        try:
+            with (
+                server(receiver, receiver_port, self.work / "receiver.log", {}),
+                server([str(PAYHOOK), "serve"], port, self.work / f"{name}.log", env) as pid,
+            ):
+                self.send_count(f"http://127.0.0.1:{port}", url, 10_000)
+                peak = self.wait_processed(url, 10_000, pid, timeout=120)
+        finally:
+            for process in processes:
+                process.stop()
+        result = self.lateness_of(name, url, 5.0, peak)
+        result.per_second = asyncio.run(_deliveries_per_second(url))
+        say(f"  {result.per_second:,.0f} deliveries/s from the first due to the last delivered")
+        self.lateness.append(result)
+
     def send_count(self, base_url: str, url: str, count: int) -> None:
         """wrk at full speed until `count` transactions are stored (wrk cannot stop by count)."""
         load = subprocess.Popen(
@@ -418,6 +457,25 @@ async def _lateness(url: str, delay: float) -> list[float]:
         await engine.dispose()
 
 
+async def _deliveries_per_second(url: str) -> float:
+    """Delivered transactions over the time from the first falling due to the last delivered."""
+    engine = create_engine(Settings(_env_file=None, database_url=url))
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*), extract(epoch FROM max(processed_at) - min(due_at)) "
+                        "FROM transactions WHERE status = 'PROCESSED' "
+                        "AND transaction_id LIKE 'wrk-%'"
+                    )
+                )
+            ).one()
+            return float(row[0]) / max(float(row[1]), 1e-3)
+    finally:
+        await engine.dispose()
+
+
 async def _mark_measured(url: str) -> None:
     """Rename measured rows so the next growth point measures only its own."""
     engine = create_engine(Settings(_env_file=None, database_url=url))
@@ -444,6 +502,7 @@ async def _mark_measured(url: str) -> None:
 TARGETS = {
     "ingest ratio (PostgreSQL, 1 process)": ">= 0.60 of the ceiling, p99 <= 25 ms, no errors",
     "burst": "lateness p99 <= 0.5 s, max <= 2 s",
+    "forwarded burst": "lateness p99 <= 0.5 s; deliveries/s per worker reported",
     "sustained": "lateness p99 <= 1 s, RSS <= 300 MB per process and flat",
 }
 
@@ -461,6 +520,8 @@ def report(bench: Bench, out: Path) -> None:
     for lt in bench.lateness:
         rss = ", ".join(f"{v:.0f}" for v in lt.peak_rss_mb.values())
         print(f"{lt.name:44} {lt.count:7,} {lt.p50_s:7.3f} {lt.p99_s:7.3f} {lt.max_s:7.3f}  {rss}")
+        if lt.per_second is not None:
+            print(f"{'':44} {lt.per_second:,.0f} deliveries/s (first due to last delivered)")
         if lt.rss_series_mb:
             print(f"{'':44} RSS every 5 s: {[round(v) for v in lt.rss_series_mb]}")
     if bench.growth:
@@ -518,7 +579,7 @@ def chart(bench: Bench, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller growth curve")
-    parser.add_argument("--only", choices=["ingest", "burst", "sustained", "growth"])
+    parser.add_argument("--only", choices=["ingest", "burst", "forward", "sustained", "growth"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--rounds", type=int, default=3, help="ingest rounds (median kept)")
     args = parser.parse_args()
@@ -542,6 +603,9 @@ def run_all(bench: Bench, args: argparse.Namespace) -> None:
     if args.only in (None, "burst"):
         bench.run_burst("embedded")
         bench.run_burst("celery")
+    if args.only in (None, "forward"):
+        bench.run_forward_burst("embedded")
+        bench.run_forward_burst("celery")
     if args.only in (None, "sustained"):
         bench.run_sustained()
     if args.only in (None, "growth"):
