@@ -109,7 +109,8 @@ async def test_timeline_shows_deliveries_attempts_and_operator_actions(database_
     settings = operator_settings(database_url)
     async with app_client(settings) as client:
         await post(client, "tl-1")
-        await post(client, "tl-1")
+        await post(client, "tl-1")  # the same body again: counted on the first delivery's row
+        await post(client, "tl-1", amount="150.5")  # the same content in other bytes: kept
         await post(client, "tl-1", amount="1")
         await add_failed_attempt(settings, "tl-1", "boom")
         await make_failed(settings, "tl-1")
@@ -128,6 +129,7 @@ async def test_timeline_shows_deliveries_attempts_and_operator_actions(database_
             ("operator_action", "retry"),
         ]
         assert {e["signature"] for e in events[:3]} == {"none"}
+        assert [e["repeats"] for e in events[:3]] == [2, 1, 1]
         assert '"amount":1,' in events[2]["raw_body"]
         assert events[3]["error"] == "boom"
         action = events[4]

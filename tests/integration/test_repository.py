@@ -66,15 +66,16 @@ async def test_redelivery_in_a_later_batch_changes_nothing(
     assert await repository.get("a") == before
 
 
-async def test_every_delivery_keeps_its_raw_body(repository: TransactionRepository) -> None:
-    await repository.ingest([delivery("a"), delivery("a", "7")])
+async def test_every_distinct_body_is_kept_once_and_its_repeats_counted(
+    repository: TransactionRepository,
+) -> None:
+    await repository.ingest([delivery("a"), delivery("a", "7"), delivery("a")])
     await repository.ingest([delivery("a")])
     async with repository._engine.connect() as conn:
         rows = (await conn.execute(select(deliveries).order_by(deliveries.c.id))).all()
-    assert [(r.outcome, r.raw_body) for r in rows] == [
-        ("accepted", b"raw a 10.50"),
-        ("conflict", b"raw a 7"),
-        ("duplicate", b"raw a 10.50"),
+    assert [(r.outcome, r.raw_body, r.repeats) for r in rows] == [
+        ("accepted", b"raw a 10.50", 3),
+        ("conflict", b"raw a 7", 1),
     ]
 
 

@@ -224,10 +224,13 @@ async def transaction_page(
     operator: ConsoleDep,
     operators: OperatorsDep,
     raw: bool = False,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
-    """One transaction's timeline."""
-    timeline = await operators.timeline(transaction_id, raw=raw)
-    return render("timeline.html", timeline=timeline, raw=raw, csrf=auth.csrf_value(token))
+    """One transaction's timeline, a page of events at a time."""
+    timeline = await operators.timeline(transaction_id, raw=raw, offset=offset)
+    return render(
+        "timeline.html", timeline=timeline, raw=raw, offset=offset, csrf=auth.csrf_value(token)
+    )
 
 
 @pages.post("/transactions/{transaction_id:path}/retry")

@@ -96,7 +96,14 @@ class OperatorRepository:
             if row is None:
                 return None
             found = await conn.execute(
-                select(deliveries.c.received_at, deliveries.c.outcome, deliveries.c.signature, body)
+                select(
+                    deliveries.c.received_at,
+                    deliveries.c.outcome,
+                    deliveries.c.signature,
+                    deliveries.c.repeats,
+                    deliveries.c.last_received_at,
+                    body,
+                )
                 .where(deliveries.c.transaction_id == transaction_id)
                 .order_by(deliveries.c.id)
             )

@@ -110,10 +110,17 @@ async def list_transactions(
     responses={**AUTH_RESPONSES, **INVALID_INPUT},
 )
 async def timeline(
-    transaction_id: TransactionIdPath, _: AdminDep, operators: OperatorsDep, raw: bool = False
+    transaction_id: TransactionIdPath,
+    _: AdminDep,
+    operators: OperatorsDep,
+    raw: bool = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
-    """Deliveries (with raw bodies when `raw=true`), processing attempts and operator actions."""
-    return json_response(await operators.timeline(transaction_id, raw=raw))
+    """Deliveries (with raw bodies when `raw=true`), processing attempts and operator actions,
+    `limit` at a time from `offset`."""
+    page = await operators.timeline(transaction_id, raw=raw, limit=limit, offset=offset)
+    return json_response(page)
 
 
 @router.post(

@@ -213,7 +213,13 @@ class TimelineEvent(BaseModel):
     outcome: str | None = None
     signature: str | None = Field(None, description="deliveries: the scheme that verified it")
     raw_body: str | None = Field(None, description="deliveries, with ?raw=true")
-    raw_body_purged: bool | None = None
+    raw_body_purged: bool | None = Field(
+        None, description="deliveries: no body kept (purged, or past the per-transaction bound)"
+    )
+    repeats: int | None = Field(
+        None, description="deliveries: how often this same body arrived (the first at `at`)"
+    )
+    last_received_at: datetime | None = Field(None, description="deliveries: the last repeat")
     attempt: int | None = Field(
         None, description="attempts: numbered across replays (a replay resets only the budget)"
     )
@@ -233,6 +239,9 @@ class TimelineEvent(BaseModel):
 class Timeline(BaseModel):
     transaction: TransactionSummary
     events: list[TimelineEvent]
+    next_offset: int | None = Field(
+        None, description="pass as ?offset= for the next page of events; null at the end"
+    )
 
 
 class ConflictingDelivery(BaseModel):

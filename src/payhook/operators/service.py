@@ -28,6 +28,7 @@ from payhook.operators.schemas import (
 from payhook.operators.throttle import LoginThrottle
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TIMELINE_PAGE = 100
 
 log = structlog.get_logger(__name__)
 
@@ -68,16 +69,21 @@ class OperatorService:
         last = items[-1].delivery_id if len(items) == limit else None
         return ConflictPage(items=items, next_before=last)
 
-    async def timeline(self, transaction_id: str, *, raw: bool = False) -> Timeline:
-        """Every delivery, attempt and operator action of one transaction, in time order."""
+    async def timeline(
+        self, transaction_id: str, *, raw: bool = False, limit: int = TIMELINE_PAGE, offset: int = 0
+    ) -> Timeline:
+        """A page of the deliveries, attempts and operator actions of one transaction, in time
+        order; `next_offset` is set when there are more."""
         history = await self.repository.history(transaction_id, raw=raw)
         if history is None:
             raise NotFound(
                 f"No transaction has id {transaction_id!r}.", transaction_id=transaction_id
             )
+        events = sorted(_events(history, raw=raw), key=lambda event: event.at)
         return Timeline(
             transaction=TransactionSummary.model_validate(history.transaction._mapping),
-            events=sorted(_events(history, raw=raw), key=lambda event: event.at),
+            events=events[offset : offset + limit],
+            next_offset=offset + limit if len(events) > offset + limit else None,
         )
 
     async def retry_one(
@@ -231,6 +237,8 @@ def _delivery(row: AnyRow, *, raw: bool) -> TimelineEvent:
         signature=row.signature,
         raw_body=body.decode("utf-8", "replace") if body is not None else None,
         raw_body_purged=(body is None) if raw else bool(row.purged),
+        repeats=row.repeats,
+        last_received_at=row.last_received_at or row.received_at,
     )
 
 

@@ -90,6 +90,16 @@ class Delivery(Base):
     raw_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     # The scheme that verified it ("none" when unsigned); only verified deliveries are stored.
     signature: Mapped[str | None] = mapped_column(String(32))
+    # One row per distinct body per transaction (SHA-256 of the raw body), counting its repeats:
+    # a replayed request adds 1 to `repeats`, not a row. Past MAX_BODIES_PER_TRANSACTION bodies,
+    # deliveries are counted in an "overflow:<outcome>" row without a body. NULL before 0004.
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
+    repeats: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    last_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("uq_deliveries_transaction_id_body", "transaction_id", "body_sha256", unique=True),
+    )
 
 
 class ProcessingAttempt(Base):

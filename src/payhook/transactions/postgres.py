@@ -1,7 +1,8 @@
 """The ingest steps on PostgreSQL, written against asyncpg directly.
 
-A batch is three statements whatever its size, each a prepared statement over arrays
-(`unnest`): the new rows, the stored content of re-delivered ids, the deliveries log. Through
+A batch is at most four statements whatever its size, each a prepared statement over arrays
+(`unnest`): the new rows, the stored content and the stored body hashes of re-delivered ids,
+the deliveries log (an upsert: a repeated body counts, it is not stored again). Through
 SQLAlchemy the same work was a quarter of the API's CPU under load (py-spy, see
 benchmarks/README.md), most of it spent binding rows one by one. The statements are written
 from the table definitions, so a new column needs no edit here.
@@ -48,10 +49,26 @@ class AsyncpgIngest:
         found = await self._driver.fetch(_select_by_key(tuple(columns)), list(ids))
         return [dict(row) for row in found]
 
+    async def stored_bodies(self, ids: Sequence[str]) -> list[tuple[str, str]]:
+        found = await self._driver.fetch(SELECT_BODIES, list(ids))
+        return [(row[0], row[1]) for row in found]
+
     async def insert_deliveries(self, rows: Sequence[Row]) -> None:
+        """Each (transaction, body) once: a repeat adds to the stored row's count."""
         columns = tuple(rows[0])
-        statement = _unnest_insert(deliveries, columns, None)
+        statement = _unnest_insert(deliveries, columns, None) + DELIVERY_REPEATS
         await self._driver.execute(statement, *_arrays(rows, columns))
+
+
+SELECT_BODIES = (
+    f"SELECT transaction_id, body_sha256 FROM {deliveries.name} "  # noqa: S608
+    "WHERE transaction_id = ANY($1::text[]) AND body_sha256 IS NOT NULL"
+)
+DELIVERY_REPEATS = (
+    " ON CONFLICT (transaction_id, body_sha256) DO UPDATE SET"
+    f" repeats = {deliveries.name}.repeats + EXCLUDED.repeats,"
+    " last_received_at = EXCLUDED.last_received_at"
+)
 
 
 def _arrays(rows: Sequence[Row], columns: Sequence[str]) -> list[list[Any]]:

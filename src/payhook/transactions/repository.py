@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields
 from datetime import datetime, timedelta
@@ -32,6 +33,11 @@ from payhook.transactions.records import (
 )
 from payhook.transactions.schemas import TransactionContent
 
+# Distinct bodies kept per transaction id: enough evidence for any honest sender (a provider
+# re-sends one body; a conflict is a second), and a bound for a hostile or broken one.
+MAX_BODIES_PER_TRANSACTION = 16
+OVERFLOW = "overflow:"
+
 # What a re-delivery is compared with: the stored columns TransactionContent names.
 STORED_COLUMNS = ("transaction_id", *TransactionContent.model_fields)
 
@@ -44,6 +50,8 @@ class IngestSteps(Protocol):
     async def stored(
         self, columns: Sequence[str], ids: Sequence[str]
     ) -> Sequence[Mapping[str, Any]]: ...
+
+    async def stored_bodies(self, ids: Sequence[str]) -> Sequence[tuple[str, str]]: ...
 
     async def insert_deliveries(self, rows: Sequence[Mapping[str, Any]]) -> None: ...
 
@@ -74,8 +82,24 @@ class SqlAlchemyIngest:
         )
         return cast(Sequence[Mapping[str, Any]], result.mappings().all())
 
+    async def stored_bodies(self, ids: Sequence[str]) -> Sequence[tuple[str, str]]:
+        result = await self._conn.execute(
+            select(deliveries.c.transaction_id, deliveries.c.body_sha256).where(
+                deliveries.c.transaction_id.in_(ids), deliveries.c.body_sha256.is_not(None)
+            )
+        )
+        return [(row[0], row[1]) for row in result]
+
     async def insert_deliveries(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        await self._conn.execute(insert(deliveries), list(rows))
+        statement = self._insert(deliveries)
+        statement = statement.on_conflict_do_update(
+            index_elements=[deliveries.c.transaction_id, deliveries.c.body_sha256],
+            set_={
+                "repeats": deliveries.c.repeats + statement.excluded.repeats,
+                "last_received_at": statement.excluded.last_received_at,
+            },
+        )
+        await self._conn.execute(statement, list(rows))
 
 
 class TransactionRepository:
@@ -106,9 +130,11 @@ class TransactionRepository:
             for key in inserted:
                 stored[key] = _content_of(firsts[key])
             results = [_judge(item, firsts, inserted, stored) for item in batch]
-            await steps.insert_deliveries(
-                [_delivery_row(item, result) for item, result in zip(batch, results, strict=True)]
-            )
+            kept = await steps.stored_bodies(known) if known else []
+            rows = [
+                _delivery_row(item, result) for item, result in zip(batch, results, strict=True)
+            ]
+            await steps.insert_deliveries(bounded_deliveries(rows, kept))
         return results
 
     @asynccontextmanager
@@ -325,14 +351,43 @@ def _new_row(item: NewDelivery) -> dict[str, object]:
     }
 
 
-def _delivery_row(item: NewDelivery, result: IngestResult) -> dict[str, object]:
+def _delivery_row(item: NewDelivery, result: IngestResult) -> dict[str, Any]:
     return {
         "transaction_id": item.transaction.transaction_id,
         "received_at": item.received_at,
         "outcome": result.outcome.value,
         "raw_body": item.raw_body,
         "signature": item.signature,
+        "body_sha256": hashlib.sha256(item.raw_body).hexdigest(),
+        "repeats": 1,
+        "last_received_at": item.received_at,
     }
+
+
+def bounded_deliveries(
+    rows: Sequence[dict[str, Any]], kept: Iterable[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """The batch's delivery rows, one per (transaction, body): a body already stored (`kept`)
+    or repeated in the batch adds to a count; past MAX_BODIES_PER_TRANSACTION bodies per
+    transaction, deliveries are counted in an "overflow:<outcome>" row that keeps no body."""
+    hashes: dict[str, set[str]] = {}
+    for key, digest in kept:
+        hashes.setdefault(key, set()).add(digest)
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = row["transaction_id"]
+        seen = hashes.setdefault(key, set())
+        bodies = sum(1 for digest in seen if not digest.startswith(OVERFLOW))
+        if row["body_sha256"] not in seen and bodies >= MAX_BODIES_PER_TRANSACTION:
+            row = {**row, "body_sha256": f"{OVERFLOW}{row['outcome']}", "raw_body": None}
+        seen.add(row["body_sha256"])
+        same = merged.get((key, row["body_sha256"]))
+        if same is None:
+            merged[(key, row["body_sha256"])] = dict(row)
+        else:
+            same["repeats"] += 1
+            same["last_received_at"] = row["received_at"]
+    return list(merged.values())
 
 
 def _content_of(item: NewDelivery) -> TransactionContent:
