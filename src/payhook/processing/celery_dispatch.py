@@ -2,9 +2,11 @@
 
 The worker side is `celery_worker.py`.
 
-The database stays the source of truth. A message carries only transaction ids and the token
-of the claim that dispatched them; a worker first swaps that token for its own (so a redelivered,
-duplicated or stale message does nothing), runs the steps, and records outcomes under its token.
+The database stays the source of truth. A message carries only transaction ids, the token
+of the claim that dispatched them and the database's deployment id, and goes to that
+deployment's own queue (two deployments sharing a Redis never meet); a worker first swaps
+that token for its own (so a redelivered, duplicated or stale message does nothing), runs the
+steps, and records outcomes under its token.
 Losing a message (Redis down, flushed or restarted, a worker killed) costs latency only: the
 claim's lease lapses and the scheduler claims and dispatches the rows again.
 
@@ -36,8 +38,14 @@ from payhook.transactions.records import ClaimedTransaction
 from payhook.transactions.repository import TransactionRepository
 
 TASK_NAME = "payhook.process_batch"
-QUEUE = "payhook"
+QUEUE = "payhook"  # the default only; batches go to queue_for(the database's deployment id)
 PUBLISH_ERRORS = (KombuError, RedisError, OSError, TimeoutError)
+
+
+def queue_for(deployment_id: str) -> str:
+    """The queue of one database's batches: two deployments sharing a Redis (staging and
+    production, say) then never take each other's messages."""
+    return f"{QUEUE}.{deployment_id}"
 
 
 def new_celery_app() -> Celery:
@@ -71,6 +79,9 @@ def configure(app: Celery, settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
+        # payhook writes its own log lines to the real stderr; Celery's stand-in for it (a
+        # LoggingProxy, with no `buffer`) made every payhook line logged inside a task raise.
+        worker_redirect_stdouts=False,
         worker_send_task_events=False,
     )
     return app
@@ -88,6 +99,7 @@ class CeleryRunner:
         self._batch_size = settings.celery_batch_size
         self._settings = settings
         self._app = new_celery_app()
+        self._deployment: str | None = None
 
     def start(self) -> None:
         configure(self._app, self._settings)
@@ -100,7 +112,9 @@ class CeleryRunner:
         ids = [item.transaction_id for item in claimed]
         chunks = [ids[i : i + self._batch_size] for i in range(0, len(ids), self._batch_size)]
         try:
-            await asyncio.to_thread(self._publish, chunks, token)
+            if self._deployment is None:
+                self._deployment = await self._repository.deployment_id()
+            await asyncio.to_thread(self._publish, chunks, token, self._deployment)
         except PUBLISH_ERRORS as exc:
             # Nothing of this claim may wait for its lease: hand it all back to be due again.
             # A chunk that did get published finds its token gone and does nothing.
@@ -110,7 +124,13 @@ class CeleryRunner:
     async def stop(self) -> None:
         return None
 
-    def _publish(self, chunks: list[list[str]], token: str) -> None:
+    def _publish(self, chunks: list[list[str]], token: str, deployment_id: str) -> None:
         with self._app.producer_or_acquire() as producer:
             for chunk in chunks:
-                self._app.send_task(TASK_NAME, args=[chunk, token], producer=producer, retry=False)
+                self._app.send_task(
+                    TASK_NAME,
+                    args=[chunk, token, deployment_id],
+                    queue=queue_for(deployment_id),
+                    producer=producer,
+                    retry=False,
+                )

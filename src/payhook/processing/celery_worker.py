@@ -21,7 +21,7 @@ from celery.signals import worker_shutdown
 from payhook.config import Settings
 from payhook.db import create_engine
 from payhook.processing.batch import BatchProcessor
-from payhook.processing.celery_dispatch import QUEUE, TASK_NAME, configure, new_celery_app
+from payhook.processing.celery_dispatch import TASK_NAME, configure, new_celery_app, queue_for
 from payhook.processing.processor import Processor
 from payhook.transactions.repository import TransactionRepository
 
@@ -73,8 +73,27 @@ def _worker_runtime() -> WorkerRuntime:
 
 
 @celery_app.task(name=TASK_NAME, ignore_result=True)
-def process_batch(transaction_ids: list[str], dispatch_token: str) -> int:
-    """Run the steps of one dispatched batch; a stale or duplicate message does nothing."""
+def process_batch(
+    transaction_ids: list[str], dispatch_token: str, deployment_id: str | None = None
+) -> int:
+    """Run the steps of one dispatched batch; a stale or duplicate message does nothing, and
+    one of another deployment is handed on to its own queue, loudly, never dropped."""
+    mine: str = celery_app.conf.payhook_deployment
+    if deployment_id is not None and deployment_id != mine:
+        log.error(
+            "worker.foreign_batch",
+            deployment_id=deployment_id,
+            mine=mine,
+            transactions=len(transaction_ids),
+            hint="another deployment publishes to this worker's queue: two databases share a "
+            "deployment id (one restored from the other's dump?); give one a new id",
+        )
+        celery_app.send_task(
+            TASK_NAME,
+            args=[transaction_ids, dispatch_token, deployment_id],
+            queue=queue_for(deployment_id),
+        )
+        return 0
     runtime = _worker_runtime()
     work = runtime.process(transaction_ids, dispatch_token)
     # The pool thread waits, so WORKER_CONCURRENCY bounds the batches in flight.
@@ -88,6 +107,14 @@ def _dispose(**_: Any) -> None:
             asyncio.run_coroutine_threadsafe(closing, _runtime.loop).result(timeout=10)
 
 
+async def _deployment_id(settings: Settings) -> str:
+    repository = TransactionRepository(create_engine(settings))
+    try:
+        return await repository.deployment_id()
+    finally:
+        await repository.dispose()
+
+
 def run_worker(settings: Settings) -> None:
     """Run a Celery worker in this process: WORKER_CONCURRENCY pool threads feeding one loop.
 
@@ -96,6 +123,9 @@ def run_worker(settings: Settings) -> None:
     """
     configure(celery_app, settings)
     celery_app.conf.payhook_settings = settings
+    deployment_id = asyncio.run(_deployment_id(settings))
+    celery_app.conf.payhook_deployment = deployment_id
+    log.info("worker.queue", queue=queue_for(deployment_id))
     # One line per task received and succeeded is noise at this volume; failures still log.
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
     logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
@@ -106,7 +136,7 @@ def run_worker(settings: Settings) -> None:
             f"--loglevel={settings.log_level}",
             "--pool=threads",
             f"--concurrency={settings.worker_concurrency}",
-            f"--queues={QUEUE}",
+            f"--queues={queue_for(deployment_id)}",
             f"--hostname={name}",
             "--without-gossip",
             "--without-mingle",

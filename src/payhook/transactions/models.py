@@ -146,6 +146,16 @@ class ConsoleSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+class Deployment(Base):
+    """The database's identity, made once by its first migration: the Celery queue is named
+    after it, so deployments sharing one Redis never take each other's batches."""
+
+    __tablename__ = "deployment"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 transactions = cast(Table, Transaction.__table__)
 deliveries = cast(Table, Delivery.__table__)
 processing_attempts = cast(Table, ProcessingAttempt.__table__)
@@ -159,3 +169,4 @@ console_sessions = cast(Table, ConsoleSession.__table__)
 IS_PROCESSING: ColumnElement[bool] = transactions.c.status == literal_column(
     f"'{TransactionStatus.PROCESSING}'"
 )
+deployment = cast(Table, Deployment.__table__)

@@ -21,6 +21,7 @@ from payhook.transactions.models import (
     DeliveryOutcome,
     TransactionStatus,
     deliveries,
+    deployment,
     processing_attempts,
     transactions,
 )
@@ -153,6 +154,12 @@ class TransactionRepository:
                 # The driver connection bypassed SQLAlchemy's error handling: never pool it again.
                 await conn.invalidate()
                 raise
+
+    async def deployment_id(self) -> str:
+        """This database's deployment id (see `payhook.transactions.models.Deployment`)."""
+        async with self._engine.connect() as conn:
+            found = await conn.execute(select(deployment.c.id).limit(1))
+            return str(found.scalar_one())
 
     async def get(self, transaction_id: str) -> Row[tuple[object, ...]] | None:
         async with self._engine.connect() as conn:
