@@ -33,6 +33,10 @@ from payhook.operators.service import OperatorService
 from payhook.processing.embedded import EmbeddedRunner
 from payhook.processing.processor import Processor
 from payhook.processing.scheduler import Runner, Scheduler
+from payhook.providers import registry
+from payhook.providers import router as providers_router
+from payhook.providers.ingest import ProviderIngestor
+from payhook.providers.repository import ProviderEventRepository
 from payhook.runtime import Runtime
 from payhook.transactions import router as transactions_router
 from payhook.transactions.repository import TransactionRepository
@@ -60,6 +64,7 @@ def create_app(settings: Settings | None = None, *, run_executor: bool = True) -
     api_docs.install(app)
     app.include_router(health.router)
     app.include_router(webhooks_router.router)
+    app.include_router(providers_router.router)
     # Operator routes first: `/v1/transactions/{id}` takes slashes in ids and would swallow
     # `/v1/transactions/{id}/timeline`.
     app.include_router(operators_router.router)
@@ -104,6 +109,7 @@ def _lifespan(settings: Settings, run_executor: bool) -> Any:
         runtime = build_runtime(settings, run_executor=run_executor)
         app.state.runtime = runtime
         runtime.ingestor.start()
+        runtime.provider_ingestor.start()
         if runtime.scheduler is not None:
             runtime.scheduler.start()
         log.info("payhook.started", executor=_executor_name(settings, runtime))
@@ -117,6 +123,7 @@ def _lifespan(settings: Settings, run_executor: bool) -> Any:
             yield
         finally:
             await runtime.ingestor.stop()
+            await runtime.provider_ingestor.stop()
             if runtime.scheduler is not None:
                 await runtime.scheduler.stop()
             await runtime.engine.dispose()
@@ -158,8 +165,24 @@ def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
     allowlist = ClientAllowlist(
         parse_networks(settings.webhook_allowed_ips), parse_networks(settings.trusted_proxies)
     )
+    provider_ingestor = ProviderIngestor(
+        ProviderEventRepository(engine),
+        delay_seconds=settings.processing_delay_seconds,
+        max_batch=settings.ingest_max_batch,
+        on_stored=scheduler.notify_due if scheduler else None,
+    )
     return Runtime(
-        settings, engine, repository, ingestor, scheduler, verifier, allowlist, metrics, operators
+        settings,
+        engine,
+        repository,
+        ingestor,
+        scheduler,
+        verifier,
+        allowlist,
+        metrics,
+        operators,
+        provider_ingestor,
+        registry.endpoints(settings),
     )
 
 

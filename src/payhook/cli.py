@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import signal
 import time
@@ -18,7 +19,7 @@ import click
 import httpx
 import structlog
 import uvicorn
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from payhook.app import build_runtime, freeze_startup_objects
 from payhook.config import Settings, SignatureScheme, settings_problem
@@ -29,6 +30,8 @@ from payhook.migrate import is_current, upgrade
 from payhook.observability.logging import configure_logging
 from payhook.operators.repository import Action, OperatorRepository
 from payhook.processing.steps import load_step
+from payhook.providers.base import Provider
+from payhook.providers.registry import PROVIDERS
 from payhook.smoke import Smoke
 from payhook.timefmt import isoformat_z
 from payhook.webhooks.signatures import Verifier, build_verifier, verifier_from_settings
@@ -188,6 +191,13 @@ def _exact_amount(ctx: click.Context, param: click.Parameter, value: str) -> Dec
 @click.option("--secret", help="Default: WEBHOOK_SECRET, which keeps it out of the process list.")
 @click.option("--amount", default="150.50", show_default=True, callback=_exact_amount)
 @click.option("--currency", default="INR", show_default=True)
+@click.option(
+    "--provider",
+    type=click.Choice(sorted(PROVIDERS)),
+    help="Play this provider instead: its own signed events for --count payments, some sent "
+    "twice and out of order, to /v1/webhooks/<provider> (expect 200 for each).",
+)
+@click.option("--seed", type=int, help="With --provider: the same events for the same seed.")
 def send(
     url: str,
     count: int,
@@ -198,8 +208,13 @@ def send(
     secret: str | None,
     amount: Decimal,
     currency: str,
+    provider: str | None,
+    seed: int | None,
 ) -> None:
     """Post signed test webhooks to a running service and summarise the answers."""
+    if provider is not None:
+        _send_as_provider(url, PROVIDERS[provider], count, secret, rate, random.Random(seed))
+        return
     signer = _signer(scheme, secret)
     deliveries = _deliveries(count, amount, currency, duplicate=duplicate, conflict=conflict)
     statuses, unexpected = _post_all(url, signer, deliveries, rate)
@@ -207,6 +222,39 @@ def send(
     verdict = f"{unexpected} unexpected" if unexpected else "all as expected"
     click.echo(f"sent {statuses.total()} to {url}: {codes}; {verdict}")
     if unexpected:
+        raise SystemExit(1)
+
+
+def _send_as_provider(
+    url: str,
+    provider: Provider,
+    payments: int,
+    secret: str | None,
+    rate: float | None,
+    rng: random.Random,
+) -> None:
+    """Post the provider's sample requests; every one must be a 2xx, whatever its verdict."""
+    settings = Settings()
+    field = f"{provider.name}_webhook_secret"
+    if secret is not None and field in Settings.model_fields:
+        settings = settings.model_copy(update={field: SecretStr(secret)})
+    if not provider.configured(settings):
+        raise click.UsageError(f"configure {provider.name} as docs/PROVIDERS.md says")
+    requests = provider.sample_requests(settings, payments, rng)
+    statuses: Counter[int] = Counter()
+    started = time.monotonic()
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        for index, request in enumerate(requests):
+            if rate is not None:
+                time.sleep(max(0.0, started + index / rate - time.monotonic()))
+            headers = {**request.headers, "content-type": "application/json"}
+            statuses[_post(client, f"/v1/webhooks/{provider.name}", request.body, headers)] += 1
+    codes = " ".join(f"{code}={n}" for code, n in sorted(statuses.items()))
+    refused = sum(n for code, n in statuses.items() if not 200 <= code < 300)
+    verdict = f"{refused} not acknowledged" if refused else "all acknowledged"
+    sent = f"sent {statuses.total()} {provider.name} events for {payments} payments"
+    click.echo(f"{sent}: {codes}; {verdict}")
+    if refused:
         raise SystemExit(1)
 
 
@@ -269,8 +317,12 @@ def _post_all(
 def _post_one(client: httpx.Client, signer: Verifier, msg_id: str, body: bytes) -> int:
     headers = signer.sign(body, timestamp=int(time.time()), msg_id=msg_id)
     headers["content-type"] = "application/json"
+    return _post(client, "/v1/webhooks/transactions", body, headers)
+
+
+def _post(client: httpx.Client, path: str, body: bytes, headers: dict[str, str]) -> int:
     try:
-        response = client.post("/v1/webhooks/transactions", content=body, headers=headers)
+        response = client.post(path, content=body, headers=headers)
     except httpx.HTTPError as exc:
         raise click.ClickException(f"could not reach {client.base_url}: {exc}") from None
     return response.status_code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -12,6 +13,8 @@ from payhook.config import Settings
 from payhook.observability.metrics import Metrics
 from payhook.operators.service import OperatorService
 from payhook.processing.scheduler import Scheduler
+from payhook.providers.base import ProviderEndpoint
+from payhook.providers.ingest import ProviderIngestor
 from payhook.transactions.repository import TransactionRepository
 from payhook.webhooks.allowlist import ClientAllowlist
 from payhook.webhooks.ingest import Ingestor
@@ -29,6 +32,8 @@ class Runtime:
     allowlist: ClientAllowlist
     metrics: Metrics
     operators: OperatorService
+    provider_ingestor: ProviderIngestor
+    providers: Mapping[str, ProviderEndpoint]  # the configured ones, by endpoint name
 
 
 def get_runtime(request: Request) -> Runtime:

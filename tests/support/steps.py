@@ -18,7 +18,13 @@ from payhook.transactions.records import ClaimedTransaction
 
 
 def record_call(transaction: ClaimedTransaction) -> None:
-    fields = [transaction.transaction_id, transaction.attempt, os.getpid(), time.time()]
+    fields = [
+        transaction.transaction_id,
+        transaction.attempt,
+        os.getpid(),
+        time.time(),
+        transaction.idempotency_key,
+    ]
     line = (" ".join(map(str, fields)) + "\n").encode()
     fd = os.open(os.environ["PAYHOOK_TEST_CALLS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
@@ -55,6 +61,14 @@ async def record_and_take_time(transaction: ClaimedTransaction) -> None:
 async def always_fail(transaction: ClaimedTransaction) -> None:
     """A broken deployment's step: every attempt fails (say, the external API refuses us)."""
     raise RuntimeError("the external API refused the call")
+
+
+def read_keys(path: str | os.PathLike[str]) -> list[str]:
+    """The idempotency key of every recorded call, in order."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as calls:
+        return [line.split()[4] for line in calls]
 
 
 def read_calls(path: str | os.PathLike[str]) -> list[tuple[str, int]]:

@@ -28,6 +28,7 @@ from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionOut
 
 EVENT_TYPE = "transaction.due"
+RowKey = tuple[str, str]  # (transaction_id, provider): a transaction is unique per both
 STORAGE_RETRY_SECONDS = 1.0
 
 
@@ -78,7 +79,7 @@ class ForwardingStep:
 
     async def _row(self, transaction: ClaimedTransaction) -> Any:
         try:
-            row = await self._rows.load(transaction.transaction_id)
+            row = await self._rows.load(transaction.key)
         except STORAGE_ERRORS as exc:
             raise StepFailed(
                 f"storage unavailable: {exc!r}"[:500],
@@ -110,15 +111,15 @@ class RowLoader:
 
     def __init__(self, repository: TransactionRepository) -> None:
         self._repository = repository
-        self._waiting: dict[str, list[asyncio.Future[Any]]] = {}
+        self._waiting: dict[RowKey, list[asyncio.Future[Any]]] = {}
         self._reads: set[asyncio.Task[None]] = set()
 
-    async def load(self, transaction_id: str) -> Any:
+    async def load(self, key: RowKey) -> Any:
         loop = asyncio.get_running_loop()
         if not self._waiting:
             loop.call_soon(self._read_waiting)
         future: asyncio.Future[Any] = loop.create_future()
-        self._waiting.setdefault(transaction_id, []).append(future)
+        self._waiting.setdefault(key, []).append(future)
         return await future
 
     def _read_waiting(self) -> None:
@@ -127,18 +128,18 @@ class RowLoader:
         self._reads.add(task)
         task.add_done_callback(self._reads.discard)
 
-    async def _read(self, waiting: dict[str, list[asyncio.Future[Any]]]) -> None:
+    async def _read(self, waiting: dict[RowKey, list[asyncio.Future[Any]]]) -> None:
         error: Exception | None = None
-        rows: dict[str, Any] = {}
+        rows: dict[RowKey, Any] = {}
         try:
             rows = await self._repository.get_many(list(waiting))
         except Exception as exc:
             error = exc
-        for transaction_id, futures in waiting.items():
+        for key, futures in waiting.items():
             for future in futures:
                 if future.done():  # its step was cancelled meanwhile
                     continue
                 if error is not None:
                     future.set_exception(error)
                 else:
-                    future.set_result(rows.get(transaction_id))
+                    future.set_result(rows.get(key))

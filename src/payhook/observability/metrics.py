@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from payhook.forwarding.delivery import DeliveryResult, Verdict
 from payhook.forwarding.health import DestinationHealth, GateState, HealthSnapshot
+from payhook.providers.model import EventVerdict
 from payhook.transactions.models import DeliveryOutcome, TransactionStatus
 from payhook.transactions.records import Outcome
 
@@ -90,6 +91,13 @@ class Metrics:
             "payhook_ingest_seconds",
             "Time to answer POST /v1/webhooks/transactions.",
             buckets=INGEST_BUCKETS,
+            registry=r,
+        )
+        self._provider_events = Counter(
+            "payhook_provider_events",
+            "Provider webhook events received (each verified event, re-deliveries too), by "
+            "provider, event type and verdict.",
+            ["provider", "type", "verdict"],
             registry=r,
         )
         self._attempts = Counter(
@@ -163,6 +171,11 @@ class Metrics:
     def delivery(self, outcome: DeliveryOutcome) -> None:
         """A delivery was stored (accepted, duplicate) or recorded as a conflict."""
         self._deliveries.labels(outcome.value).inc()
+        self.recent.ingested()
+
+    def provider_event(self, provider: str, event_type: str, verdict: EventVerdict) -> None:
+        """A verified provider event was stored (or counted as a re-delivery)."""
+        self._provider_events.labels(provider, event_type, verdict.value).inc()
         self.recent.ingested()
 
     def rejected(self, status_code: int) -> None:

@@ -73,6 +73,14 @@ class Provider(Protocol):
     ) -> list[SampleRequest]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderEndpoint:
+    """A configured provider with its verifier, built once at start-up."""
+
+    provider: Provider
+    verifier: ProviderVerifier
+
+
 def webhook_path(provider: Provider) -> str:
     """Where `provider` posts its webhooks."""
     return f"/v1/webhooks/{provider.name}"

@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 from payhook.config import Settings
 from payhook.providers import adyen, paypal, razorpay, stripe
-from payhook.providers.base import Provider
+from payhook.providers.base import Provider, ProviderEndpoint
 
 PROVIDERS: Mapping[str, Provider] = MappingProxyType(
     {
@@ -17,6 +17,10 @@ PROVIDERS: Mapping[str, Provider] = MappingProxyType(
 )
 
 
-def configured(settings: Settings) -> list[Provider]:
-    """The providers whose secret is set: their endpoints answer, the others are 404."""
-    return [provider for provider in PROVIDERS.values() if provider.configured(settings)]
+def endpoints(settings: Settings) -> dict[str, ProviderEndpoint]:
+    """The providers whose secret is set, with their verifiers; the other endpoints are 404."""
+    return {
+        name: ProviderEndpoint(provider, provider.verifier(settings))
+        for name, provider in PROVIDERS.items()
+        if provider.configured(settings)
+    }

@@ -46,7 +46,12 @@ from typing import Any, NoReturn
 from payhook.config import Settings
 from payhook.errors import InvalidRequest
 from payhook.providers import currencies, stripe_samples
-from payhook.providers.base import Acknowledgement, Headers, SampleRequest
+from payhook.providers.base import (
+    Acknowledgement,
+    Headers,
+    SampleRequest,
+    receipts_acknowledgement,
+)
 from payhook.providers.model import EventReceipt, Observation, PaymentState, ProviderEvent
 from payhook.webhooks import signatures
 
@@ -92,14 +97,7 @@ class StripeProvider:
         return [event_from_body(raw)]
 
     def acknowledge(self, receipts: Sequence[EventReceipt]) -> Acknowledgement:
-        body = {
-            "received": True,
-            "events": [
-                {"id": r.event_id, "transaction_id": r.transaction_id, "verdict": r.verdict.value}
-                for r in receipts
-            ],
-        }
-        return Acknowledgement(200, json.dumps(body).encode(), "application/json")
+        return receipts_acknowledgement(receipts)
 
     def sample_requests(
         self, settings: Settings, payments: int, rng: random.Random

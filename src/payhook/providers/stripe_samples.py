@@ -292,6 +292,10 @@ def _card_details(pi: Payment) -> Obj:
 # -- payments and their stories ----------------------------------------------------------------
 
 
+# Stripe wants three-decimal amounts to end in 0, and ISK in whole krónur (two decimals, "00").
+_AMOUNT_STEP = {"kwd": 10, "bhd": 10, "jod": 10, "omr": 10, "tnd": 10, "isk": 100}
+
+
 @dataclass(frozen=True)
 class Payment:
     """The constant facts of one sample payment."""
@@ -314,7 +318,7 @@ class Payment:
             charge_id=stripe_id("ch", rng),
             customer=stripe_id("cus", rng),
             payment_method=stripe_id("pm", rng),
-            amount=rng.randrange(50, 100_000) * (10 if currency in ("kwd", "bhd") else 1),
+            amount=rng.randrange(50, 100_000) * _AMOUNT_STEP.get(currency, 1),
             currency=currency,
             created=created,
             order=f"{rng.randrange(10**6):06d}",

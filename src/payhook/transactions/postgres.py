@@ -19,10 +19,12 @@ from sqlalchemy import Column, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payhook.transactions.models import deliveries, transactions
+from payhook.transactions.models import GENERIC, deliveries, transactions
 
 Row = Mapping[str, Any]
 KEY = transactions.c.transaction_id
+# A transaction is unique per (id, provider); this endpoint's rows have the provider GENERIC.
+CONFLICT_TARGET = f"{KEY.name}, {transactions.c.provider.name}"
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
@@ -41,7 +43,7 @@ class AsyncpgIngest:
     async def insert_new(self, rows: Sequence[Row]) -> set[str]:
         """INSERT ... ON CONFLICT DO NOTHING; the ids that made a row."""
         columns = tuple(rows[0])
-        statement = _unnest_insert(transactions, columns, KEY.name)
+        statement = _unnest_insert(transactions, columns, CONFLICT_TARGET)
         found = await self._driver.fetch(statement, *_arrays(rows, columns))
         return {row[0] for row in found}
 
@@ -89,7 +91,7 @@ def _unnest_insert(table: Table, columns: tuple[str, ...], conflict: str | None)
     names = ", ".join(columns)
     statement = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
     if conflict is not None:
-        statement += f" ON CONFLICT ({conflict}) DO NOTHING RETURNING {conflict}"
+        statement += f" ON CONFLICT ({conflict}) DO NOTHING RETURNING {KEY.name}"
     return statement
 
 
@@ -98,5 +100,6 @@ def _select_by_key(columns: tuple[str, ...]) -> str:
     names = ", ".join(columns)
     return (
         f"SELECT {names} FROM {transactions.name} "  # noqa: S608 (names from the table)
-        f"WHERE {KEY.name} = ANY($1::{_array_type(KEY)})"
+        f"WHERE {KEY.name} = ANY($1::{_array_type(KEY)}) "
+        f"AND {transactions.c.provider.name} = '{GENERIC}'"
     )

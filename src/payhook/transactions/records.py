@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from urllib.parse import quote
 
-from payhook.transactions.models import DeliveryOutcome, TransactionStatus
+from payhook.transactions.models import GENERIC, DeliveryOutcome, TransactionStatus
 from payhook.transactions.schemas import TransactionIn
 
 
@@ -36,8 +36,8 @@ class ClaimedTransaction:
     """A due transaction leased to one executor; `claim_token` fences its completion."""
 
     transaction_id: str
-    source_account: str
-    destination_account: str
+    source_account: str | None  # a provider may not name the accounts
+    destination_account: str | None
     amount: Decimal
     currency: str
     created_at: datetime
@@ -45,15 +45,25 @@ class ClaimedTransaction:
     attempt: int
     claim_token: str
     claimed_at: datetime
+    provider: str | None = None  # None: from the generic endpoint
+    payment_state: str | None = None  # a provider payment's state when it was claimed
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The row's identity: a transaction is unique per (id, provider)."""
+        return (self.transaction_id, self.provider or GENERIC)
 
     @property
     def idempotency_key(self) -> str:
         """The same for every attempt, so an external API applies the effect once.
 
-        Printable ASCII, so it fits an HTTP header (forwarding sends it as `webhook-id`): an id
+        A provider's payment is processed again when its state changes: one key per state.
+        Printable ASCII, so it fits an HTTP header (forwarding sends it as `webhook-id`): a key
         that is not is percent-encoded under a prefix of its own, which no other key can have.
         """
         key = self.transaction_id
+        if self.provider is not None:
+            key = f"{self.provider}:{key}:{self.payment_state}"
         if key.isascii() and key.isprintable():
             return f"payhook:{key}"
         return f"payhook-utf8:{quote(key, safe='')}"

@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payhook.transactions import postgres
 from payhook.transactions.models import (
+    GENERIC,
     IS_PROCESSING,
+    ROW_KEY,
     AttemptOutcome,
     DeliveryOutcome,
     TransactionStatus,
@@ -67,7 +69,9 @@ class SqlAlchemyIngest:
     async def insert_new(self, rows: Sequence[Mapping[str, Any]]) -> set[str]:
         statement = (
             self._insert(transactions)
-            .on_conflict_do_nothing(index_elements=[transactions.c.transaction_id])
+            .on_conflict_do_nothing(
+                index_elements=[transactions.c.transaction_id, transactions.c.provider]
+            )
             .returning(transactions.c.transaction_id)
         )
         result = await self._conn.execute(statement, list(rows))
@@ -78,7 +82,7 @@ class SqlAlchemyIngest:
     ) -> Sequence[Mapping[str, Any]]:
         result = await self._conn.execute(
             select(*(transactions.c[name] for name in columns)).where(
-                transactions.c.transaction_id.in_(ids)
+                transactions.c.transaction_id.in_(ids), transactions.c.provider == GENERIC
             )
         )
         return cast(Sequence[Mapping[str, Any]], result.mappings().all())
@@ -161,22 +165,39 @@ class TransactionRepository:
             found = await conn.execute(select(deployment.c.id).limit(1))
             return str(found.scalar_one())
 
-    async def get(self, transaction_id: str) -> Row[tuple[object, ...]] | None:
+    async def get(
+        self, transaction_id: str, provider: str = GENERIC
+    ) -> Row[tuple[object, ...]] | None:
+        """The transaction with this id from `provider` (by default the generic endpoint's)."""
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(readonly=True)
             result = await conn.execute(
-                select(transactions).where(transactions.c.transaction_id == transaction_id)
+                select(transactions).where(
+                    transactions.c.transaction_id == transaction_id,
+                    transactions.c.provider == provider,
+                )
             )
             return result.first()
 
-    async def get_many(self, ids: Sequence[str]) -> dict[str, Row[tuple[object, ...]]]:
-        """The stored rows of `ids`, by id (ids not stored are missing)."""
+    async def get_many(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Row[tuple[object, ...]]]:
+        """The stored rows of these (id, provider) keys (keys not stored are missing)."""
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(readonly=True)
+            result = await conn.execute(select(transactions).where(ROW_KEY.in_(keys)))
+            return {(row.transaction_id, row.provider): row for row in result}
+
+    async def find(self, transaction_id: str) -> Sequence[Row[tuple[object, ...]]]:
+        """Every transaction with this id: the generic endpoint's first, then by provider."""
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(readonly=True)
             result = await conn.execute(
-                select(transactions).where(transactions.c.transaction_id.in_(ids))
+                select(transactions)
+                .where(transactions.c.transaction_id == transaction_id)
+                .order_by(transactions.c.provider)
             )
-            return {row.transaction_id: row for row in result}
+            return result.all()
 
     async def next_due_at(self, now: datetime) -> datetime | None:
         """When the earliest claimable transaction falls due (possibly already past)."""
@@ -193,7 +214,7 @@ class TransactionRepository:
     ) -> list[ClaimedTransaction]:
         """Lease up to `limit` due rows to `token`; rows locked by others are skipped."""
         due = (
-            select(transactions.c.transaction_id)
+            select(transactions.c.transaction_id, transactions.c.provider)
             .where(IS_PROCESSING, transactions.c.due_at <= now, _unleased(now))
             .order_by(transactions.c.due_at)
             .limit(limit)
@@ -201,7 +222,7 @@ class TransactionRepository:
         )
         statement = (
             update(transactions)
-            .where(transactions.c.transaction_id.in_(due.scalar_subquery()))
+            .where(ROW_KEY.in_(due))
             .values(
                 attempts=transactions.c.attempts + 1,
                 claim_token=token,
@@ -237,16 +258,14 @@ class TransactionRepository:
 
     async def release(self, claimed: Sequence[ClaimedTransaction]) -> None:
         """Hand back claims whose step never started, so they are due again at once."""
-        by_token: dict[str, list[str]] = {}
+        by_token: dict[str, list[tuple[str, str]]] = {}
         for item in claimed:
-            by_token.setdefault(item.claim_token, []).append(item.transaction_id)
+            by_token.setdefault(item.claim_token, []).append(item.key)
         async with self._engine.begin() as conn:
-            for token, ids in by_token.items():
+            for token, keys in by_token.items():
                 await conn.execute(
                     update(transactions)
-                    .where(
-                        transactions.c.transaction_id.in_(ids), transactions.c.claim_token == token
-                    )
+                    .where(ROW_KEY.in_(keys), transactions.c.claim_token == token)
                     .values(
                         claim_token=None,
                         lease_expires_at=None,
@@ -260,30 +279,32 @@ class TransactionRepository:
             applied = await self._mark_processed(conn, [o for o in outcomes if o.error is None])
             for outcome in outcomes:
                 if outcome.error is not None and await self._mark_failed_attempt(conn, outcome):
-                    applied.add(outcome.claimed.transaction_id)
+                    applied.add(outcome.claimed.key)
             # An attempt given back before anything was sent leaves no trace in the timeline.
             kept = [
                 o
                 for o in outcomes
-                if o.claimed.transaction_id in applied and (o.counted or o.report is not None)
+                if o.claimed.key in applied and (o.counted or o.report is not None)
             ]
             if kept:
                 await conn.execute(insert(processing_attempts), [_attempt_row(o) for o in kept])
-        return [o.claimed.transaction_id in applied for o in outcomes]
+        return [o.claimed.key in applied for o in outcomes]
 
-    async def _mark_processed(self, conn: AsyncConnection, done: Sequence[Outcome]) -> set[str]:
-        applied: set[str] = set()
+    async def _mark_processed(
+        self, conn: AsyncConnection, done: Sequence[Outcome]
+    ) -> set[tuple[str, str]]:
+        applied: set[tuple[str, str]] = set()
         by_token: dict[str, list[Outcome]] = {}
         for outcome in done:
             by_token.setdefault(outcome.claimed.claim_token, []).append(outcome)
         for token, outcomes in by_token.items():
             # One statement per claim: processed_at is when the claim's last step finished.
-            ids = [o.claimed.transaction_id for o in outcomes]
+            keys = [o.claimed.key for o in outcomes]
             finished_at = max(o.finished_at for o in outcomes)
             result = await conn.execute(
                 update(transactions)
                 .where(
-                    transactions.c.transaction_id.in_(ids),
+                    ROW_KEY.in_(keys),
                     transactions.c.claim_token == token,
                     IS_PROCESSING,
                 )
@@ -294,9 +315,9 @@ class TransactionRepository:
                     lease_expires_at=None,
                     last_error=None,
                 )
-                .returning(transactions.c.transaction_id)
+                .returning(transactions.c.transaction_id, transactions.c.provider)
             )
-            applied.update(result.scalars().all())
+            applied.update((row[0], row[1]) for row in result)
         return applied
 
     async def _mark_failed_attempt(self, conn: AsyncConnection, outcome: Outcome) -> bool:
@@ -318,6 +339,7 @@ class TransactionRepository:
             update(transactions)
             .where(
                 transactions.c.transaction_id == claimed.transaction_id,
+                transactions.c.provider == claimed.key[1],
                 transactions.c.claim_token == claimed.claim_token,
                 IS_PROCESSING,
             )
@@ -337,6 +359,7 @@ CLAIM_COLUMNS = (
 def _claimed(row: Row[Any], token: str, now: datetime) -> ClaimedTransaction:
     stored = dict(row._mapping)
     attempt = stored.pop("attempts")
+    stored["provider"] = stored["provider"] or None  # the generic endpoint's: no provider
     return ClaimedTransaction(**stored, attempt=attempt, claim_token=token, claimed_at=now)
 
 
@@ -424,6 +447,7 @@ def _attempt_row(outcome: Outcome) -> dict[str, object]:
     latency = report.latency_seconds
     return {
         "transaction_id": outcome.claimed.transaction_id,
+        "provider": outcome.claimed.key[1],
         "attempt": outcome.claimed.attempt,
         "started_at": outcome.claimed.claimed_at,
         "finished_at": outcome.finished_at,

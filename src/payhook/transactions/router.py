@@ -22,18 +22,21 @@ _STORABLE_ID: TypeAdapter[str] = TypeAdapter(Identifier)
     summary="Show one transaction",
     response_model=list[TransactionOut],
     responses={
-        200: {"description": "A list holding the one transaction."},
+        200: {
+            "description": "Every transaction with this id: the generic endpoint's and each "
+            "provider's (a transaction is unique per provider and id)."
+        },
         404: problem_response("No transaction has this id."),
         503: problem_response("Storage is unavailable. Retry after Retry-After."),
     },
 )
 async def get_transaction(transaction_id: str, repository: RepositoryDep) -> Response:
-    """The transaction as a one-element list (the original contract's shape)."""
-    row = await repository.get(transaction_id) if _storable(transaction_id) else None
-    if row is None:
+    """Every transaction with this id, as a list (the original contract's list-of-one shape)."""
+    rows = await repository.find(transaction_id) if _storable(transaction_id) else []
+    if not rows:
         raise NotFound(f"No transaction has id {transaction_id!r}.", transaction_id=transaction_id)
     # The exact number stored, in plain notation: 150.50 stays 150.50, 1E-18 is 0.000...001.
-    return json_response([TransactionOut.model_validate(row._mapping)])
+    return json_response([TransactionOut.model_validate(row._mapping) for row in rows])
 
 
 def _storable(transaction_id: str) -> bool:

@@ -20,6 +20,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from payhook.providers.model import PaymentState
 from payhook.timefmt import isoformat_z
 from payhook.transactions.models import TransactionStatus
 
@@ -217,16 +218,24 @@ ExactAmountOut = Annotated[Decimal, WithJsonSchema({"type": "number", "examples"
 
 
 class TransactionOut(BaseModel):
-    """One transaction as `GET /v1/transactions/{id}` shows it."""
+    """One transaction as `GET /v1/transactions/{id}` shows it.
+
+    The last four are null for the generic endpoint's transactions. A provider's payment may
+    not name its accounts (null then); its amounts are in major units by the provider's rules.
+    """
 
     transaction_id: str
-    source_account: str
-    destination_account: str
+    source_account: str | None
+    destination_account: str | None
     amount: ExactAmountOut
     currency: str
     status: TransactionStatus
     created_at: datetime
     processed_at: datetime | None
+    provider: str | None = Field(examples=["stripe"])
+    payment_state: PaymentState | None
+    amount_refunded: ExactAmountOut | None
+    disputed: bool | None
 
 
 def _whole_seconds(moment: datetime) -> str:

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import structlog
 from fastapi import APIRouter, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payhook.errors import (
-    Forbidden,
     PayhookError,
-    PayloadTooLarge,
-    RequestTimeout,
     SignatureInvalid,
     TransactionConflict,
-    UnsupportedMediaType,
     render_problem,
 )
 from payhook.jsonfmt import json_response
 from payhook.runtime import Runtime, RuntimeDep, get_runtime
 from payhook.transactions.models import DeliveryOutcome
 from payhook.transactions.schemas import Acknowledgement, problem_response
+from payhook.webhooks import intake
 from payhook.webhooks.payload import parse_transaction
 
 MAX_BODY_BYTES = 64 * 1024
@@ -94,8 +89,10 @@ class WebhookFastPath:
 
 
 async def _receive(request: Request, runtime: Runtime) -> Response:
-    _check_client(request, runtime)
-    raw = await _read_json_body(request, runtime.settings.request_body_timeout_seconds)
+    intake.check_client(request, runtime.allowlist)
+    raw = await intake.read_json_body(
+        request, runtime.settings.request_body_timeout_seconds, MAX_BODY_BYTES
+    )
     try:
         # Before parsing: nothing an unauthenticated sender wrote reaches the JSON parser.
         runtime.verifier.verify(request.headers, raw)
@@ -117,44 +114,3 @@ async def _receive(request: Request, runtime: Runtime) -> Response:
         duplicate=result.outcome is DeliveryOutcome.DUPLICATE,
     )
     return json_response(acknowledgement, 202)
-
-
-def _check_client(request: Request, runtime: Runtime) -> None:
-    # First of all: a sender outside the allowlist learns nothing about the body it sent.
-    peer = request.client.host if request.client else None
-    forwarded_for = request.headers.getlist("x-forwarded-for")
-    if not runtime.allowlist.permits(peer, forwarded_for):
-        client = runtime.allowlist.client_address(peer, forwarded_for)
-        log.warning("webhook.client_refused", client=str(client), peer=peer)
-        raise Forbidden("This address may not post webhooks.")
-
-
-def _is_json(content_type: str) -> bool:
-    media_type = content_type.partition(";")[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
-
-
-async def _read_json_body(request: Request, timeout_seconds: float) -> bytes:
-    if not _is_json(request.headers.get("content-type", "")):
-        raise UnsupportedMediaType("Send the transaction as application/json.")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"The body must be at most {MAX_BODY_BYTES} bytes.")
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            return await _read_limited(request)
-    except TimeoutError:
-        raise RequestTimeout(f"The body did not arrive within {timeout_seconds:g} s.") from None
-
-
-async def _read_limited(request: Request) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"The body must be at most {MAX_BODY_BYTES} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
