@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -40,12 +41,18 @@ from tests.support.services import (
 from payhook.config import Settings
 from payhook.db import create_engine
 from payhook.migrate import upgrade
+from payhook.providers import stripe_samples
+from payhook.webhooks import signatures
 
 WRK_SCRIPT = Path(__file__).parent / "wrk" / "unique_post.lua"
+EVENTS_SCRIPT = Path(__file__).parent / "wrk" / "provider_events.lua"
 RESULTS = Path(__file__).parent / "results"
 CONNECTIONS = 64
 INGEST_SECONDS = 8
 CEILING = "ceiling: FastAPI no-op"
+STRIPE_CEILING = "ceiling: FastAPI no-op, Stripe body"
+STRIPE_SECRET = "whsec_bench_stripe_endpoint"  # noqa: S105 (a throwaway endpoint's)
+STRIPE_EVENTS = 60_000  # more than a 10 s run sends: each event is posted once
 
 
 @dataclass
@@ -77,10 +84,10 @@ def say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def wrk(url: str, seconds: int, **env: str) -> IngestResult:
-    """Run wrk with the project's Lua script and read its figures."""
+def wrk(url: str, seconds: int, script: Path = WRK_SCRIPT, **env: str) -> IngestResult:
+    """Run wrk with one of the project's Lua scripts and read its figures."""
     result = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(WRK_SCRIPT), url],
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), url],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
@@ -163,11 +170,17 @@ class Bench:
 
     # ---- ingest -------------------------------------------------------------------------
     def measure(
-        self, name: str, command: list[str], port: int, env: dict[str, str], **wrk_env: str
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        env: dict[str, str],
+        wrk_env: dict[str, str],
+        script: Path = WRK_SCRIPT,
     ) -> IngestResult:
         with server(command, port, self.work / "ingest.log", env):
-            wrk(f"http://127.0.0.1:{port}", 2, **wrk_env)  # warm-up
-            result = wrk(f"http://127.0.0.1:{port}", INGEST_SECONDS, **wrk_env)
+            wrk(f"http://127.0.0.1:{port}", 2, script, **wrk_env)  # warm-up
+            result = wrk(f"http://127.0.0.1:{port}", INGEST_SECONDS, script, **wrk_env)
         result.name = name
         say(
             f"  {name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
@@ -228,15 +241,49 @@ class Bench:
             for name, command, env, wrk_env in self.ingest_scenarios():
                 port = free_port()
                 command = _with_port(command, port)
-                result = self.measure(name, command, port, {**env, "PORT": str(port)}, **wrk_env)
+                result = self.measure(name, command, port, {**env, "PORT": str(port)}, wrk_env)
                 runs.setdefault(name, []).append(result)
         for results in runs.values():
-            median = sorted(results, key=lambda r: r.rps)[len(results) // 2]
-            median.rounds_rps = [r.rps for r in results]
-            self.ingest.append(median)
+            self.ingest.append(_median(results))
         ceiling = next(r for r in self.ingest if r.name == CEILING)
         for result in self.ingest:
             result.ratio = result.rps / ceiling.rps
+
+    def run_stripe(self, rounds: int) -> None:
+        """Signed Stripe events of a few KB, each once, against the no-op given the same body."""
+        events = self.work / "stripe-events.tsv"
+        count, size = write_stripe_events(events, STRIPE_EVENTS)
+        say(f"stripe: {count:,} signed events, {size / count:,.0f} bytes each on average")
+        uvicorn = [sys.executable, "-m", "uvicorn", "benchmarks.noop_app:app"]
+        uvicorn += ["--log-level", "warning", "--no-access-log", "--port"]
+        runs: dict[str, list[IngestResult]] = {}
+        for number in range(1, rounds + 1):
+            say(f"stripe ingest, round {number} of {rounds}")
+            env = self.payhook_env(
+                self.fresh_database("stripe"),
+                PROCESSING_DELAY_SECONDS="3600",
+                STRIPE_WEBHOOK_SECRET=STRIPE_SECRET,
+                WEBHOOK_TOLERANCE_SECONDS="86400",  # the events were signed before the run
+            )
+            scenarios = [
+                (STRIPE_CEILING, uvicorn, {}),
+                ("PostgreSQL, Stripe events", [str(PAYHOOK), "serve"], env),
+            ]
+            for name, command, server_env in scenarios:
+                port = free_port()
+                result = self.measure(
+                    name,
+                    _with_port(command, port),
+                    port,
+                    {**server_env, "PORT": str(port)},
+                    {"EVENTS_FILE": str(events)},
+                    EVENTS_SCRIPT,
+                )
+                runs.setdefault(name, []).append(result)
+        medians = [_median(results) for results in runs.values()]
+        for result in medians:
+            result.ratio = result.rps / medians[0].rps
+            self.ingest.append(result)
 
     # ---- lateness -----------------------------------------------------------------------
     def run_burst(self, executor: str) -> None:
@@ -403,6 +450,34 @@ class Bench:
         return point
 
 
+def _median(results: list[IngestResult]) -> IngestResult:
+    median = sorted(results, key=lambda r: r.rps)[len(results) // 2]
+    median.rounds_rps = [r.rps for r in results]
+    return median
+
+
+def write_stripe_events(path: Path, wanted: int) -> tuple[int, int]:
+    """Stripe events of every kind of payment, shuffled, each signed as Stripe signs it.
+
+    One line each: header name, header value, body (the event's JSON on one line).
+    """
+    rng = random.Random(2026)
+    bodies: list[bytes] = []
+    while len(bodies) < wanted:
+        stories = stripe_samples.stories(1000, rng)
+        bodies += [json.dumps(event).encode() for story in stories for event in story.events]
+    rng.shuffle(bodies)
+    scheme = signatures.Stripe([STRIPE_SECRET], tolerance=86_400)
+    now = int(time.time())
+    size = 0
+    with path.open("wb") as out:
+        for body in bodies[:wanted]:
+            ((name, value),) = scheme.sign(body, timestamp=now, msg_id="").items()
+            out.write(f"{name}\t{value}\t".encode() + body + b"\n")
+            size += len(body)
+    return wanted, size
+
+
 def _with_port(command: list[str], port: int) -> list[str]:
     """uvicorn takes the port as its last argument here; granian as `--port` before the app."""
     if command[-1] == "--port":
@@ -503,6 +578,9 @@ async def _mark_measured(url: str) -> None:
 # ---- report -------------------------------------------------------------------------------
 TARGETS = {
     "ingest ratio (PostgreSQL, 1 process)": ">= 0.60 of the ceiling, p99 <= 25 ms, no errors",
+    "stripe ingest ratio (PostgreSQL, signed events of a few KB)": (
+        ">= 0.60 of the no-op given the same body, p99 <= 25 ms, no errors"
+    ),
     "burst": "lateness p99 <= 0.5 s, max <= 2 s",
     "forwarded burst": "lateness p99 <= 0.5 s; deliveries/s per worker reported",
     "sustained": "lateness p99 <= 1 s, RSS <= 300 MB per process and flat",
@@ -581,7 +659,9 @@ def chart(bench: Bench, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller growth curve")
-    parser.add_argument("--only", choices=["ingest", "burst", "forward", "sustained", "growth"])
+    parser.add_argument(
+        "--only", choices=["ingest", "stripe", "burst", "forward", "sustained", "growth"]
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--rounds", type=int, default=3, help="ingest rounds (median kept)")
     args = parser.parse_args()
@@ -602,6 +682,8 @@ def run_all(bench: Bench, args: argparse.Namespace) -> None:
     """The parts asked for (all by default), then the report."""
     if args.only in (None, "ingest"):
         bench.run_ingest(args.rounds)
+    if args.only in (None, "stripe"):
+        bench.run_stripe(args.rounds)
     if args.only in (None, "burst"):
         bench.run_burst("embedded")
         bench.run_burst("celery")

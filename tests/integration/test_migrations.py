@@ -12,12 +12,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from payhook.schema import alembic_config, upgrade
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from payhook.config import Settings
 from payhook.db import Base, create_engine
+from payhook.migrate import alembic_config, upgrade
 from tests.support.services import PostgresServer
 
 BEFORE_PROVIDERS = "0006_deployment_id"

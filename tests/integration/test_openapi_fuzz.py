@@ -23,6 +23,7 @@ from payhook.app import create_app
 from payhook.config import Settings
 from payhook.operators.schemas import CURSOR_FORMAT
 from payhook.operators.service import encode_cursor
+from payhook.providers.registry import PROVIDERS
 from tests.support.operator_app import (
     ADMIN,
     add_failed_attempt,
@@ -46,6 +47,9 @@ OPERATIONS = [
     ("POST", "/v1/transactions/{transaction_id}/retry"),
     BULK_RETRY,
     ("GET", "/metrics"),
+    # Provider endpoints: Stripe's is configured (random bodies are unsigned: 401), the
+    # others are not (404). A signed random body is a 200: test_stripe_ingest.py.
+    *(("POST", f"/v1/webhooks/{name}") for name in sorted(PROVIDERS)),
 ]
 # Negative data needs a constraint to break: the webhook body, the list's query filters, the
 # bulk replay body, and the transaction ids in the operator paths (length, no control
@@ -80,7 +84,7 @@ schemathesis.openapi.format(CURSOR_FORMAT, st.builds(encode_cursor, st.tuples(_i
 
 @pytest.fixture
 def app(database_url: str) -> FastAPI:
-    settings = operator_settings(database_url)
+    settings = operator_settings(database_url, stripe_webhook_secret="whsec_fuzz")
     asyncio.run(_seed(settings))  # app_client migrates the database first
     return create_app(settings, run_executor=False)
 

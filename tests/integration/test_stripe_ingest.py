@@ -7,6 +7,7 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from sqlalchemy import select
 
 from payhook.config import Settings
 from payhook.db import create_engine
+from payhook.operators.repository import Action, OperatorRepository
 from payhook.providers import stripe_samples
 from payhook.transactions.models import provider_events, transactions
-from tests.support.operator_app import app_client, execute, operator_settings
+from tests.support.operator_app import ADMIN, TOKEN, app_client, execute, operator_settings
 from tests.support.operator_app import post as post_generic
 
 pytestmark = pytest.mark.anyio
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.anyio
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "stripe"
 SECRET = "whsec_integration_stripe"
 PI = "pi_3QbKzTLkdIwHu7ix0qa1b2Cd"
+BASE = "http://payhook.test"
 
 
 def stripe_settings(database_url: str, **overrides: Any) -> Settings:
@@ -242,3 +245,79 @@ async def test_concurrent_deliveries_from_two_processes_fold_to_one_answer(
             found = await payment(first, story.payment.id)
             assert found["payment_state"] == story.expected_state, story
             assert found["disputed"] is story.disputed
+
+
+# -- what operators see --------------------------------------------------------------------
+
+
+async def test_operators_see_provider_state_and_every_event_with_its_verdict(
+    client: httpx.AsyncClient,
+) -> None:
+    for name in ("refund.created", "payment_intent.succeeded", "payment_intent.succeeded"):
+        await send(client, fixture(name))
+    await send(client, fixture("customer.created"))
+    assert (await post_generic(client, "txn_generic_1")).status_code == 202
+
+    listed = await client.get("/v1/transactions?provider=stripe", headers=ADMIN)
+    assert listed.status_code == 200, listed.text
+    (item,) = listed.json()["items"]
+    assert (item["transaction_id"], item["provider"], item["payment_state"]) == (
+        PI,
+        "stripe",
+        "partially_refunded",
+    )
+    by_state = await client.get("/v1/transactions?payment_state=refunded", headers=ADMIN)
+    assert by_state.json()["items"] == []
+    generic = await client.get("/v1/transactions?provider=none", headers=ADMIN)
+    assert [i["transaction_id"] for i in generic.json()["items"]] == ["txn_generic_1"]
+    assert generic.json()["items"][0]["provider"] is None
+
+    timeline = await client.get(f"/v1/transactions/{PI}/timeline?raw=true", headers=ADMIN)
+    assert timeline.status_code == 200, timeline.text
+    events = [e for e in timeline.json()["events"] if e["kind"] == "provider_event"]
+    assert [(e["event_type"], e["outcome"], e["deliveries"]) for e in events] == [
+        ("refund.created", "applied", 1),  # waiting until its payment arrived
+        ("payment_intent.succeeded", "applied", 2),
+    ]
+    assert events[1]["raw_body"] == fixture("payment_intent.succeeded").decode()
+
+    metrics = (await client.get("/metrics", headers=ADMIN)).text
+    assert (
+        'payhook_provider_events_total{provider="stripe",type="payment_intent.succeeded",'
+        'verdict="duplicate"} 1.0' in metrics
+    )
+    assert (
+        'payhook_provider_events_total{provider="stripe",type="customer.created",'
+        'verdict="ignored"} 1.0' in metrics
+    )
+
+
+async def test_the_console_shows_provider_state_and_events(client: httpx.AsyncClient) -> None:
+    await send(client, fixture("payment_intent.succeeded"))
+    await send(client, fixture("charge.dispute.created"))
+    await client.post("/console/login", data={"token": TOKEN}, headers={"origin": BASE})
+    page = await client.get(f"/console/transactions/{PI}?provider=stripe")
+    assert page.status_code == 200, page.text
+    assert 'id="payment-state">captured</span> · disputed' in page.text
+    assert "stripe event charge.dispute.created" in page.text
+    dashboard = await client.get("/console")
+    assert f"/console/transactions/{PI}?provider=stripe" in dashboard.text
+
+
+async def test_purge_forgets_event_bodies_but_not_their_dedupe(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    settings = stripe_settings(database_url)
+    assert await verdict(client, "payment_intent.succeeded") == "applied"
+    engine = create_engine(settings)
+    try:
+        action = Action("purge", "test", None, datetime.now(UTC))
+        purged = await OperatorRepository(engine).purge_raw_bodies(datetime.now(UTC), action)
+    finally:
+        await engine.dispose()
+    assert purged == 1
+    assert [row["raw_body"] for row in await stored_events(settings)] == [None]
+    assert await verdict(client, "payment_intent.succeeded") == "duplicate"
+    timeline = await client.get(f"/v1/transactions/{PI}/timeline", headers=ADMIN)
+    (event,) = [e for e in timeline.json()["events"] if e["kind"] == "provider_event"]
+    assert event["raw_body_purged"] is True

@@ -8,8 +8,11 @@ import random
 from pathlib import Path
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
 import stripe
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 
 from payhook.config import Settings
 from payhook.errors import InvalidRequest, SignatureInvalid
@@ -322,3 +325,71 @@ def test_sample_requests_are_signed_with_the_configured_secret() -> None:
     for request in requests[:5]:
         header = request.headers["stripe-signature"]
         stripe.WebhookSignature.verify_header(request.body.decode(), header, SECRET, 300)
+
+
+# -- any verified JSON is an event, never a refusal ----------------------------------------
+
+OBJECT_FIELDS = [
+    "id", "amount", "amount_received", "amount_captured", "amount_refunded", "currency",
+    "payment_intent", "charge", "status", "captured", "refunded", "customer", "transfer_data",
+    "reason", "disputed",
+]  # fmt: skip
+_scalars = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=12)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_stripe_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": _values | st.text(min_size=1, max_size=30),
+        "type": st.sampled_from(sorted(MAPPERS)) | _values,
+        "created": _values,
+        "api_version": _values,
+        "data": st.fixed_dictionaries(
+            {},
+            optional={
+                "object": st.dictionaries(
+                    st.sampled_from(
+                        [
+                            "id",
+                            "amount",
+                            "amount_received",
+                            "amount_captured",
+                            "amount_refunded",
+                            "currency",
+                            "payment_intent",
+                            "charge",
+                            "status",
+                            "captured",
+                            "refunded",
+                            "customer",
+                            "transfer_data",
+                            "reason",
+                            "disputed",
+                        ]
+                    ),
+                    _values | st.sampled_from(["usd", "jpy", "kwd", "pi_1", "ch_1", "succeeded"]),
+                )
+            },
+        )
+        | _values,
+    },
+)
+
+
+@hypothesis_settings(database=None, deadline=None, max_examples=300)
+@given(document=_stripe_like | _values)
+def test_any_verified_json_is_an_event_never_a_refusal(document: Any) -> None:
+    raw = json.dumps(document).encode()
+    (parsed,) = PROVIDER.parse({}, raw)
+    assert parsed.event_id
+    assert parsed.raw == raw
+    if parsed.ignored:
+        assert parsed.ignored_reason
+    else:
+        assert parsed.transaction_id
+        assert parsed.observation is not None

@@ -36,7 +36,7 @@ from payhook.jsonfmt import plain_decimal
 from payhook.observability.metrics import pool_usage
 from payhook.operators import auth
 from payhook.operators.auth import ConsoleDep, TokenDep
-from payhook.operators.schemas import Cursor, ListQuery, Reason, SearchText
+from payhook.operators.schemas import Cursor, ListQuery, ProviderQuery, Reason, SearchText
 from payhook.runtime import OperatorsDep, Runtime, RuntimeDep, get_runtime
 from payhook.timefmt import isoformat_z
 from payhook.transactions.models import TransactionStatus
@@ -225,9 +225,10 @@ async def transaction_page(
     operators: OperatorsDep,
     raw: bool = False,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    provider: ProviderQuery = None,
 ) -> Response:
     """One transaction's timeline, a page of events at a time."""
-    timeline = await operators.timeline(transaction_id, raw=raw, offset=offset)
+    timeline = await operators.timeline(transaction_id, provider, raw=raw, offset=offset)
     return render(
         "timeline.html", timeline=timeline, raw=raw, offset=offset, csrf=auth.csrf_value(token)
     )
@@ -240,12 +241,14 @@ async def retry(
     token: TokenDep,
     operator: ConsoleDep,
     operators: OperatorsDep,
+    provider: ProviderQuery = None,
 ) -> Response:
     """The replay button: replay, then show the transaction."""
     form = await _form(request)
     auth.check_form_origin(request, token, form)
-    await operators.retry_one(transaction_id, operator, _reason(form.get("reason")))
-    return RedirectResponse(f"/console/transactions/{quote(transaction_id, safe='')}", 303)
+    await operators.retry_one(transaction_id, provider, operator, _reason(form.get("reason")))
+    page = f"/console/transactions/{quote(transaction_id, safe='')}"
+    return RedirectResponse(f"{page}?provider={quote(provider)}" if provider else page, 303)
 
 
 router.include_router(pages)

@@ -21,6 +21,7 @@ from payhook.operators.auth import AdminDep
 from payhook.operators.schemas import (
     BulkRetryIn,
     ListQuery,
+    ProviderQuery,
     RetryIn,
     RetryOut,
     Timeline,
@@ -116,10 +117,11 @@ async def timeline(
     raw: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    provider: ProviderQuery = None,
 ) -> Response:
-    """Deliveries (with raw bodies when `raw=true`), processing attempts and operator actions,
-    `limit` at a time from `offset`."""
-    page = await operators.timeline(transaction_id, raw=raw, limit=limit, offset=offset)
+    """Deliveries or provider events (raw bodies with `raw=true`), processing attempts and
+    operator actions, `limit` at a time from `offset`."""
+    page = await operators.timeline(transaction_id, provider, raw=raw, limit=limit, offset=offset)
     return json_response(page)
 
 
@@ -157,11 +159,12 @@ async def retry_one(
     transaction_id: TransactionIdPath,
     operator: AdminDep,
     operators: OperatorsDep,
+    provider: ProviderQuery = None,
 ) -> Response:
     """Back to PROCESSING, due now, attempts reset; recorded in the audit log."""
     body = await read_json_body(request, RetryIn)
     reason = body.reason if body is not None else None
-    return json_response(await operators.retry_one(transaction_id, operator, reason))
+    return json_response(await operators.retry_one(transaction_id, provider, operator, reason))
 
 
 @router.get(

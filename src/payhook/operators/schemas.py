@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from payhook.providers.model import PaymentState
 from payhook.transactions.models import TransactionStatus
 from payhook.transactions.schemas import (
     CONTROL_FREE_PATTERN,
@@ -75,6 +76,20 @@ Reason = Annotated[
     str,
     Field(max_length=1000, json_schema_extra={"pattern": r"^[^\u0000]*$"}),
     AfterValidator(_no_nul),
+]
+
+
+ProviderName = Annotated[
+    str,
+    Field(max_length=32, json_schema_extra={"pattern": CONTROL_FREE_PATTERN}),
+    AfterValidator(no_control_characters),
+]
+
+# A transaction is unique per (provider, id): without `provider`, the generic endpoint's one with
+# this id is meant, else the first provider's (by name); `none` names the generic endpoint's.
+ProviderQuery = Annotated[
+    ProviderName | None,
+    Query(description="whose transaction: stripe, ..., or none for the generic endpoint's"),
 ]
 
 
@@ -148,6 +163,10 @@ class TransactionFilter(BaseModel):
     late_after_seconds: Annotated[float, Field(ge=0, le=86_400)] = _optional(default=5.0)
     conflicted: Flag | None = _optional("has a conflicting delivery")
     q: SearchText | None = _optional("transaction_id starts with this")
+    provider: ProviderName | None = _optional(
+        "a provider's payments (stripe, ...), or `none` for the generic endpoint's"
+    )
+    payment_state: PaymentState | None = _optional("a provider payment's state")
 
     @model_validator(mode="before")
     @classmethod
@@ -209,8 +228,13 @@ class TimelineEvent(BaseModel):
     """One thing that happened to a transaction; `kind` says which fields are set."""
 
     at: datetime
-    kind: Literal["delivery", "attempt", "operator_action"]
-    outcome: str | None = None
+    kind: Literal["delivery", "provider_event", "attempt", "operator_action"]
+    outcome: str | None = Field(
+        None, description="deliveries: accepted, duplicate, conflict; provider events: the verdict"
+    )
+    event_id: str | None = Field(None, description="provider events: the provider's event id")
+    event_type: str | None = Field(None, description="provider events: e.g. charge.refunded")
+    deliveries: int | None = Field(None, description="provider events: times received")
     signature: str | None = Field(None, description="deliveries: the scheme that verified it")
     raw_body: str | None = Field(None, description="deliveries, with ?raw=true")
     raw_body_purged: bool | None = Field(

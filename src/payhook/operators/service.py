@@ -70,11 +70,17 @@ class OperatorService:
         return ConflictPage(items=items, next_before=last)
 
     async def timeline(
-        self, transaction_id: str, *, raw: bool = False, limit: int = TIMELINE_PAGE, offset: int = 0
+        self,
+        transaction_id: str,
+        provider: str | None = None,
+        *,
+        raw: bool = False,
+        limit: int = TIMELINE_PAGE,
+        offset: int = 0,
     ) -> Timeline:
-        """A page of the deliveries, attempts and operator actions of one transaction, in time
-        order; `next_offset` is set when there are more."""
-        history = await self.repository.history(transaction_id, raw=raw)
+        """A page of the deliveries or provider events, attempts and operator actions of one
+        transaction, in time order; `next_offset` is set when there are more."""
+        history = await self.repository.history(transaction_id, provider, raw=raw)
         if history is None:
             raise NotFound(
                 f"No transaction has id {transaction_id!r}.", transaction_id=transaction_id
@@ -87,15 +93,16 @@ class OperatorService:
         )
 
     async def retry_one(
-        self, transaction_id: str, operator: Operator, reason: str | None
+        self, transaction_id: str, provider: str | None, operator: Operator, reason: str | None
     ) -> RetryOut:
         """Replay one FAILED transaction; 404 if unknown, 409 if it is not FAILED."""
         action = Action("retry", operator.actor, reason, datetime.now(UTC))
-        done = await self.repository.retry(
-            self.repository.id_in([transaction_id]), limit=1, action=action
-        )
+        key = await self.repository.resolve(transaction_id, provider)
+        if key is None:
+            raise NotFound(f"No transaction has id {transaction_id!r}.")
+        done = await self.repository.retry(self.repository.key_is(key), limit=1, action=action)
         if not done:
-            status = await self.repository.status(transaction_id)
+            status = await self.repository.status(transaction_id, provider)
             if status is None:
                 raise NotFound(f"No transaction has id {transaction_id!r}.")
             raise NotReplayable(
@@ -200,6 +207,7 @@ def _differences(body: bytes | None, stored: TransactionSummary) -> list[str]:
 def _events(history: History, *, raw: bool) -> list[TimelineEvent]:
     actions = [_action(row) for row in history.actions]
     events = [_delivery(row, raw=raw) for row in history.deliveries]
+    events += [_provider_event(row, raw=raw) for row in history.provider_events]
     events += [_attempt(row, _attempts_before(actions, row.started_at)) for row in history.attempts]
     return events + actions
 
@@ -239,6 +247,21 @@ def _delivery(row: AnyRow, *, raw: bool) -> TimelineEvent:
         raw_body_purged=(body is None) if raw else bool(row.purged),
         repeats=row.repeats,
         last_received_at=row.last_received_at or row.received_at,
+    )
+
+
+def _provider_event(row: AnyRow, *, raw: bool) -> TimelineEvent:
+    body: bytes | None = row.raw_body if raw else None
+    return TimelineEvent(
+        at=row.received_at,
+        kind="provider_event",
+        outcome=row.verdict,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        deliveries=row.deliveries,
+        reason=row.reason,
+        raw_body=body.decode("utf-8", "replace") if body is not None else None,
+        raw_body_purged=(body is None) if raw else bool(row.purged),
     )
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from payhook.batching import GroupCommitter
+from payhook.batching import CommitterStopped, GroupCommitter
 from payhook.db import STORAGE_ERRORS
 from payhook.errors import ServiceUnavailable
 from payhook.providers.model import EventReceipt, EventVerdict, ProviderEvent
@@ -45,7 +45,7 @@ class ProviderIngestor:
         delivery = ProviderDelivery(events, received_at, received_at + self._delay)
         try:
             receipts = await self._committer.submit(delivery)
-        except (*STORAGE_ERRORS, RuntimeError) as exc:  # RuntimeError: not running
+        except (*STORAGE_ERRORS, CommitterStopped) as exc:
             log.warning("provider_webhook.store_failed", error=type(exc).__name__)
             raise ServiceUnavailable(
                 "The events could not be stored; nothing was recorded. Retry later."

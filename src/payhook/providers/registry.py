@@ -17,10 +17,14 @@ PROVIDERS: Mapping[str, Provider] = MappingProxyType(
 )
 
 
+def configured(settings: Settings) -> list[Provider]:
+    """The providers whose secret is set: their endpoints answer, the others are 404."""
+    return [provider for provider in PROVIDERS.values() if provider.configured(settings)]
+
+
 def endpoints(settings: Settings) -> dict[str, ProviderEndpoint]:
-    """The providers whose secret is set, with their verifiers; the other endpoints are 404."""
+    """The configured providers with their verifiers, built once at start-up."""
     return {
-        name: ProviderEndpoint(provider, provider.verifier(settings))
-        for name, provider in PROVIDERS.items()
-        if provider.configured(settings)
+        provider.name: ProviderEndpoint(provider, provider.verifier(settings))
+        for provider in configured(settings)
     }

@@ -122,9 +122,8 @@ class Delivery(Base):
 
     __table_args__ = (
         Index("uq_deliveries_transaction_id_body", "transaction_id", "body_sha256", unique=True),
+        _belongs_to_a_transaction(),
     )
-
-    __table_args__ = (_belongs_to_a_transaction(),)
 
 
 class ProcessingAttempt(Base):

@@ -22,7 +22,7 @@ from pydantic import (
 
 from payhook.providers.model import PaymentState
 from payhook.timefmt import isoformat_z
-from payhook.transactions.models import TransactionStatus
+from payhook.transactions.models import GENERIC, TransactionStatus
 
 MAX_INTEGER_DIGITS = 20
 MAX_FRACTION_DIGITS = 18
@@ -217,6 +217,10 @@ class Acknowledgement(BaseModel):
 ExactAmountOut = Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [150.5]})]
 
 
+def _none_if_generic(value: Any) -> Any:
+    return None if value == GENERIC else value
+
+
 class TransactionOut(BaseModel):
     """One transaction as `GET /v1/transactions/{id}` shows it.
 
@@ -232,7 +236,9 @@ class TransactionOut(BaseModel):
     status: TransactionStatus
     created_at: datetime
     processed_at: datetime | None
-    provider: str | None = Field(examples=["stripe"])
+    provider: Annotated[str | None, BeforeValidator(_none_if_generic)] = Field(
+        examples=["stripe"], description="null for /v1/webhooks/transactions"
+    )
     payment_state: PaymentState | None
     amount_refunded: ExactAmountOut | None
     disputed: bool | None
