@@ -52,4 +52,13 @@ class ProviderIngestor:
             ) from exc
         if self._on_stored is not None and any(r.verdict is EventVerdict.APPLIED for r in receipts):
             self._on_stored(delivery.due_at)
+        for event, receipt in zip(events, receipts, strict=True):
+            log.info(
+                "provider_webhook.event",
+                provider=event.provider,
+                event_id=receipt.event_id,
+                event_type=receipt.event_type,
+                transaction_id=receipt.transaction_id,
+                verdict=receipt.verdict.value,
+            )
         return receipts

@@ -58,11 +58,6 @@ async def _receive(request: Request, runtime: Runtime, endpoint: ProviderEndpoin
     receipts = await runtime.provider_ingestor.ingest(events)
     for receipt in receipts:
         runtime.metrics.provider_event(provider.name, receipt.event_type, receipt.verdict)
-    log.debug(
-        "provider_webhook.received",
-        provider=provider.name,
-        events=[(r.event_id, r.event_type, r.verdict.value) for r in receipts],
-    )
     ack = provider.acknowledge(receipts)
     return Response(ack.body, status_code=ack.status_code, media_type=ack.media_type)
 
