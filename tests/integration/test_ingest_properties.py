@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import string
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -180,8 +181,20 @@ REFUSED_IN_IDS = frozenset(
 )
 
 
+# README: no look-alikes either: format characters, spaces other than U+0020, a space at either
+# end, text not in Unicode NFC.
+LOOK_ALIKE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp"})
+
+
 def _is_identifier(value: Any) -> TypeGuard[str]:
-    return isinstance(value, str) and 1 <= len(value) <= 255 and not REFUSED_IN_IDS & set(value)
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= 255
+        and not REFUSED_IN_IDS & set(value)
+        and not any(c != " " and unicodedata.category(c) in LOOK_ALIKE_CATEGORIES for c in value)
+        and value == value.strip(" ")
+        and unicodedata.is_normalized("NFC", value)
+    )
 
 
 def _is_amount(text: Any) -> bool:
