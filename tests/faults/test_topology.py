@@ -171,7 +171,7 @@ async def wait_until_processed(
 def read_call_log(path: Path) -> dict[str, list[tuple[int, float]]]:
     calls: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for line in path.read_text().splitlines():
-        key, attempt, _pid, at = line.split()
+        key, attempt, _pid, at, *_key = line.split()  # then the idempotency key
         calls[key].append((int(attempt), float(at)))
     return calls
 
