@@ -173,6 +173,8 @@ async def test_a_refused_connection_is_an_outage(receiver: Receiver, forwarder: 
     assert (result.verdict, result.status, result.outage) == (Verdict.RETRY, None, True)
     assert result.error is not None
     assert result.error.startswith("ConnectError")
+    # Nothing reached the destination: no attempt is spent, even on a gate still closed.
+    assert result.counted is False
 
 
 async def test_an_outage_holds_deliveries_back_and_a_probe_resumes_them(
@@ -181,13 +183,13 @@ async def test_an_outage_holds_deliveries_back_and_a_probe_resumes_them(
     assert (await forwarder.forward("payhook:txn_before", body())).verdict is Verdict.DELIVERED
     receiver.stop()
 
-    # The destination answered a moment ago: the first failure is the transaction's own.
+    # Refused connections: nothing was sent, so neither spends an attempt, though the
+    # destination answered a moment ago; the second in a row reaches the threshold.
     first = await forwarder.forward("payhook:txn_a", body())
-    # The second in a row reaches the threshold: an outage, which spends no attempt.
     second = await forwarder.forward("payhook:txn_b", body())
     held = await forwarder.forward("payhook:txn_c", body())
 
-    assert (first.counted, second.counted) == (True, False)
+    assert (first.counted, second.counted) == (False, False)
     assert forwarder.health.state is GateState.OPEN
     assert held.verdict is Verdict.WAITING
     assert not held.counted

@@ -7,7 +7,9 @@
   the first KB of the answer are the error.
 
 Connection errors, timeouts and `5xx` are outages (the destination is failing, not refusing):
-they feed the health gate (`payhook.forwarding.health`).
+they feed the health gate (`payhook.forwarding.health`). A delivery that never reached the
+destination (the connection was refused or could not be made) spends no attempt at all: an
+endpoint that is down costs its transactions time, never attempts, however busy this process is.
 """
 
 from __future__ import annotations
@@ -60,8 +62,13 @@ def waiting(seconds: float, reason: str) -> DeliveryResult:
 
 
 def failed(reason: str, latency: float) -> DeliveryResult:
-    """No answer: the connection failed or the answer did not come in time."""
+    """No answer in time, or the connection broke after the request may have been sent."""
     return DeliveryResult(Verdict.RETRY, latency_seconds=latency, excerpt=reason, outage=True)
+
+
+def unreached(reason: str, latency: float) -> DeliveryResult:
+    """No connection could be made: nothing was sent, so no attempt is spent."""
+    return replace(failed(reason, latency), counted=False)
 
 
 def answered(

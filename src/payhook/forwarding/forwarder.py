@@ -30,6 +30,7 @@ from payhook.forwarding.delivery import (
     answered,
     excerpt_of,
     failed,
+    unreached,
     waiting,
 )
 from payhook.forwarding.health import Admission, DestinationHealth, GateState
@@ -128,7 +129,7 @@ class Forwarder:
             self.health.abandon(admission)
             raise
         was_open = self.health.state is not GateState.CLOSED
-        if not self.health.record(admission, result.outage):
+        if not self.health.record(admission, result.outage) or not result.counted:
             # Given back: tried again at the next probe (or with backoff, while none is due).
             result = result.uncounted(result.retry_after or self.health.hold_seconds())
         is_open = self.health.state is not GateState.CLOSED
@@ -163,6 +164,10 @@ class Forwarder:
                 client.stream("POST", self._url, content=body, headers=headers) as response,
             ):
                 excerpt = await _read_excerpt(response)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Refused or never connected: the request did not leave this process.
+            reason = f"{type(exc).__name__}: {exc}"[:EXCERPT_BYTES]
+            return unreached(reason, time.perf_counter() - started)
         except (TimeoutError, httpx.TimeoutException):
             return failed(f"no answer within {self._timeout:g}s", time.perf_counter() - started)
         except httpx.HTTPError as exc:
