@@ -240,7 +240,10 @@ def _send_as_provider(
         settings = settings.model_copy(update={field: SecretStr(secret)})
     if not provider.configured(settings):
         raise click.UsageError(f"configure {provider.name} as docs/PROVIDERS.md says")
-    requests = provider.sample_requests(settings, payments, rng)
+    try:
+        requests = provider.sample_requests(settings, payments, rng)
+    except ValueError as exc:  # a provider that needs more to be played (PayPal's signing key)
+        raise click.UsageError(str(exc)) from None
     statuses: Counter[int] = Counter()
     started = time.monotonic()
     with httpx.Client(base_url=url, timeout=10.0) as client:
