@@ -9,8 +9,9 @@ several processes do not probe in step).
 
 A connection that could not be made spends no attempt in any state (nothing was sent; the
 forwarder marks it so). Any other outage spends a transaction's attempt only while the gate is
-closed and the destination has answered this process recently: a failure on a destination that answers others is the
-transaction's own, while one on a destination nobody has heard from is the destination's.
+closed and the destination has answered this process recently: a failure on a destination that
+answers others is the transaction's own, while one on a destination nobody has heard from is the
+destination's.
 
 A `Retry-After` on a 429 pauses every delivery of the process until then.
 
