@@ -2,8 +2,9 @@
 
 Every `python`, `js` and `sh` block in the document is run (Python with this interpreter,
 JavaScript under Node as an ES module, shell with bash and curl), in document order, with
-PAYHOOK_URL and ADMIN_TOKEN pointing at the server. A sample that gets an answer it does not
-expect raises, so a non-zero exit fails the test; the server's state is checked as well.
+PAYHOOK_URL, ADMIN_TOKEN and STRIPE_WEBHOOK_SECRET pointing at the server. A sample that gets
+an answer it does not expect raises, so a non-zero exit fails the test; the server's state is
+checked as well.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 API_MD = REPO_ROOT / "docs" / "API.md"
 TOKEN = "api-docs-test-admin-token-0123456789"
+STRIPE_SECRET = "whsec_api_docs_test_secret_0123456789"
 FAILED_ONE = "fail-always-docs"
 BLOCK = re.compile(r"^```(python|js|sh)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
@@ -42,6 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayhookProcess]
     env = {
         "DATABASE_URL": f"sqlite:///{work / 'payhook.db'}",
         "ADMIN_TOKEN": TOKEN,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
         "PROCESSING_DELAY_SECONDS": "0.3",
         "PROCESSING_STEP": "tests.support.steps:record_and_script",
         "PAYHOOK_TEST_CALLS": str(work / "calls.txt"),
@@ -65,7 +68,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayhookProcess]
 
 
 def run(language: str, code: str, work: Path, base_url: str) -> str:
-    env = {**os.environ, "PAYHOOK_URL": base_url, "ADMIN_TOKEN": TOKEN}
+    env = {
+        **os.environ,
+        "PAYHOOK_URL": base_url,
+        "ADMIN_TOKEN": TOKEN,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+    }
     if language == "python":
         command = [sys.executable, "-c", code]
     elif language == "js":
@@ -100,6 +108,8 @@ def test_every_sample_runs_against_a_real_server(server: PayhookProcess, tmp_pat
     assert '"duplicate": false' in everything  # cURL's first answer
     assert "\n409\n" in f"\n{everything}"  # cURL's conflicting re-delivery
     assert "payhook_deliveries_total" in everything  # cURL's /metrics
+    assert "'verdict': 'applied'" in everything  # the Stripe sample's signed event
+    assert "stripe captured 10.99 USD" in everything  # ...folded into its payment
     headers = {"Authorization": f"Bearer {TOKEN}"}
     timeline = httpx.get(
         f"{server.base_url}/v1/transactions/{FAILED_ONE}/timeline", headers=headers
