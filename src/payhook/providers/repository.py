@@ -38,6 +38,7 @@ from payhook.providers.model import (
     ProviderEvent,
 )
 from payhook.providers.state import PaymentSnapshot, fold, judge
+from payhook.transactions import postgres
 from payhook.transactions.models import TransactionStatus, provider_events, transactions
 
 Payment = tuple[str, str]  # (provider, transaction_id)
@@ -214,12 +215,17 @@ async def _known_digests(
     known: dict[tuple[str, str], set[str]] = defaultdict(set)
     if not keys:
         return known
-    key = tuple_(provider_events.c.provider, provider_events.c.event_id)
-    result = await conn.execute(
-        select(
-            provider_events.c.provider, provider_events.c.event_id, provider_events.c.content_digest
-        ).where(key.in_(keys))
-    )
+    if conn.dialect.name == "postgresql":
+        result: Iterable[Sequence[Any]] = await _fetch(conn, _PG_KNOWN, *_columns(keys))
+    else:
+        key = tuple_(provider_events.c.provider, provider_events.c.event_id)
+        result = await conn.execute(
+            select(
+                provider_events.c.provider,
+                provider_events.c.event_id,
+                provider_events.c.content_digest,
+            ).where(key.in_(keys))
+        )
     for provider, event_id, digest in result:
         known[(provider, event_id)].add(digest)
     return known
@@ -242,20 +248,26 @@ async def _stored_observations(
     wanted = sorted(payments)
     if not wanted:
         return stored
+    conflict = EventVerdict.CONFLICT.value
     columns = provider_events.c
-    result = await conn.execute(
-        select(
-            columns.provider,
-            columns.transaction_id,
-            columns.event_id,
-            columns.occurred_at,
-            columns.observation,
-        ).where(
-            tuple_(columns.provider, columns.transaction_id).in_(wanted),
-            columns.observation.is_not(None),
-            columns.verdict != EventVerdict.CONFLICT.value,
+    if conn.dialect.name == "postgresql":
+        result: Iterable[Sequence[Any]] = await _fetch(
+            conn, _PG_OBSERVATIONS, *_columns(wanted), conflict
         )
-    )
+    else:
+        result = await conn.execute(
+            select(
+                columns.provider,
+                columns.transaction_id,
+                columns.event_id,
+                columns.occurred_at,
+                columns.observation,
+            ).where(
+                tuple_(columns.provider, columns.transaction_id).in_(wanted),
+                columns.observation.is_not(None),
+                columns.verdict != conflict,
+            )
+        )
     for provider, transaction_id, event_id, occurred_at, observation in result:
         observed = Observed(Observation.from_json(observation), occurred_at, event_id)
         stored[(provider, transaction_id)].append(observed)
@@ -264,6 +276,10 @@ async def _stored_observations(
 
 async def _apply_waiting(conn: AsyncConnection, payments: list[Payment]) -> None:
     if not payments:
+        return
+    if conn.dialect.name == "postgresql":
+        applied, waiting = EventVerdict.APPLIED.value, EventVerdict.WAITING.value
+        await _fetch(conn, _PG_APPLY_WAITING, *_columns(payments), applied, waiting)
         return
     columns = provider_events.c
     await conn.execute(
@@ -274,6 +290,44 @@ async def _apply_waiting(conn: AsyncConnection, payments: list[Payment]) -> None
         )
         .values(verdict=EventVerdict.APPLIED.value)
     )
+
+
+# PostgreSQL: the keys as two arrays joined through `unnest`, so each statement has one text
+# whatever the batch size. A tuple `IN` list renders a new text (and a new prepared statement
+# and plan) for every batch size; with the lock these were half of a batch's time under
+# `make bench --only stripe` (benchmarks/README.md).
+_PG_KNOWN = (
+    "SELECT e.provider, e.event_id, e.content_digest FROM provider_events AS e "
+    "JOIN unnest($1::text[], $2::text[]) AS k(provider, key) "
+    "ON e.provider = k.provider AND e.event_id = k.key"
+)
+_PG_OBSERVATIONS = (
+    "SELECT e.provider, e.transaction_id, e.event_id, e.occurred_at, e.observation "
+    "FROM provider_events AS e JOIN unnest($1::text[], $2::text[]) AS k(provider, key) "
+    "ON e.provider = k.provider AND e.transaction_id = k.key "
+    "WHERE e.observation IS NOT NULL AND e.verdict <> $3"
+)
+_PG_APPLY_WAITING = (
+    "UPDATE provider_events AS e SET verdict = $3 "
+    "FROM unnest($1::text[], $2::text[]) AS k(provider, key) "
+    "WHERE e.provider = k.provider AND e.transaction_id = k.key AND e.verdict = $4"
+)
+
+
+async def _fetch(conn: AsyncConnection, statement: str, *args: Any) -> list[Any]:
+    """One statement on the asyncpg connection under `conn`, inside its transaction."""
+    driver = await postgres.driver_connection(conn)
+    rows: list[Any] = await driver.fetch(statement, *args)
+    return rows
+
+
+def _columns(keys: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    firsts: list[str] = []
+    seconds: list[str] = []
+    for first, second in keys:
+        firsts.append(first)
+        seconds.append(second)
+    return firsts, seconds
 
 
 def _event_row(arrival: _Arrival, verdict: EventVerdict) -> dict[str, Any]:
