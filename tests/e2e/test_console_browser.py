@@ -181,6 +181,9 @@ def test_api_docs_render_with_nothing_but_the_service(server: PayhookProcess) ->
     """/docs loads Swagger UI from payhook itself: every other host is cut off here."""
     from playwright.sync_api import Route, expect, sync_playwright
 
+    # Swagger UI parses its bundle and renders every operation: on a loaded 2-core machine
+    # under coverage that took longer than Playwright's default 5 s. Only a hang fails here.
+    expect.set_options(timeout=60_000)
     elsewhere: list[str] = []
 
     def only_the_service(route: Route) -> None:
