@@ -32,7 +32,7 @@ def new_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _certificate(
+def certificate(
     subject: str,
     key: rsa.RSAPrivateKey,
     issuer: tuple[str, rsa.RSAPrivateKey] | None = None,
@@ -60,6 +60,17 @@ def _certificate(
 
 def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def loopback_tls(directory: Path) -> tuple[Path, Path]:
+    """A CA of the test's own (its PEM file) and a TLS certificate it issued for 127.0.0.1
+    (certificate and key in one PEM file, for a server)."""
+    ca_key, tls_key = new_key(), new_key()
+    ca = certificate("payhook test CA", ca_key)
+    tls = certificate("127.0.0.1", tls_key, ("payhook test CA", ca_key), ip="127.0.0.1")
+    (directory / "ca.pem").write_bytes(pem(ca))
+    (directory / "tls.pem").write_bytes(pem(tls) + private_pem(tls_key))
+    return directory / "ca.pem", directory / "tls.pem"
 
 
 @dataclass
@@ -106,12 +117,12 @@ class FakePayPal:
 def fake_paypal(directory: Path, *, signing_cert_days: int = 30) -> Iterator[FakePayPal]:
     """A running fake PayPal certificate host on 127.0.0.1 (HTTPS, trusted via `ca_file`)."""
     ca_key, tls_key = new_key(), new_key()
-    ca = _certificate("payhook test CA", ca_key)
-    tls = _certificate("127.0.0.1", tls_key, ("payhook test CA", ca_key), ip="127.0.0.1")
+    ca = certificate("payhook test CA", ca_key)
+    tls = certificate("127.0.0.1", tls_key, ("payhook test CA", ca_key), ip="127.0.0.1")
     (directory / "ca.pem").write_bytes(pem(ca))
-    (directory / "tls.pem").write_bytes(pem(tls) + _private_pem(tls_key))
+    (directory / "tls.pem").write_bytes(pem(tls) + private_pem(tls_key))
     fake = FakePayPal(ca_file=directory / "ca.pem")
-    signing = _certificate(
+    signing = certificate(
         "messageverificationcerts.paypal.test",
         fake.signing_key,
         ("payhook test CA", ca_key),
@@ -132,7 +143,7 @@ def fake_paypal(directory: Path, *, signing_cert_days: int = 30) -> Iterator[Fak
         server.server_close()
 
 
-def _private_pem(key: rsa.RSAPrivateKey) -> bytes:
+def private_pem(key: rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

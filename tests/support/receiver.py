@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -52,8 +53,11 @@ def always_ok(received: Received) -> Answer:
 class Receiver:
     """The team's service, as a test plays it; `answer` may be replaced at any time."""
 
-    def __init__(self, secret: str = SECRET, answer: Script = always_ok) -> None:
+    def __init__(
+        self, secret: str = SECRET, answer: Script = always_ok, tls: Path | None = None
+    ) -> None:
         self.port = free_port()
+        self.tls = tls  # a PEM file with the certificate and its key: served over HTTPS
         self.answer = answer
         self.received: list[Received] = []
         self.unverified: list[str] = []  # why each delivery that failed verification failed
@@ -67,7 +71,8 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/payhook"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/hooks/payhook"
 
     def seen(self) -> Counter[str]:
         with self._lock:
@@ -82,6 +87,7 @@ class Receiver:
             lifespan="off",
             ws="none",
             timeout_graceful_shutdown=1,
+            ssl_certfile=self.tls,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="receiver", daemon=True)

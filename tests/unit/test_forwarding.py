@@ -7,15 +7,17 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from payhook.config import Settings
 from payhook.forwarding.delivery import DeliveryResult, Verdict, parse_retry_after
-from payhook.forwarding.forwarder import Forwarder
+from payhook.forwarding.forwarder import Forwarder, proxy_for
 from payhook.forwarding.health import Admission, DestinationHealth, GateState
 from payhook.forwarding.window import SendWindow
+from tests.support.paypal import loopback_tls
 from tests.support.receiver import SECRET, Answer, Receiver
 
 pytestmark = pytest.mark.anyio
@@ -172,9 +174,50 @@ async def test_a_refused_connection_is_an_outage(receiver: Receiver, forwarder: 
 
     assert (result.verdict, result.status, result.outage) == (Verdict.RETRY, None, True)
     assert result.error is not None
-    assert result.error.startswith("ConnectError")
+    assert result.error.startswith("could not connect: ")
     # Nothing reached the destination: no attempt is spent, even on a gate still closed.
     assert result.counted is False
+
+
+async def test_an_https_destination_is_reached_when_its_ca_is_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca_file, served = loopback_tls(tmp_path)
+    with Receiver(tls=served) as receiver:
+        untrusting = Forwarder(settings_for(receiver.url))
+        try:
+            untrusted = await untrusting.forward("payhook:txn_untrusted", body())
+        finally:
+            await untrusting.aclose()
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # as a deployment names its own CAs
+        trusting = Forwarder(settings_for(receiver.url))
+        try:
+            delivered = await trusting.forward("payhook:txn_trusted", body())
+        finally:
+            await trusting.aclose()
+
+    assert receiver.url.startswith("https://")
+    assert (delivered.verdict, delivered.status) == (Verdict.DELIVERED, 200)
+    # A certificate nobody vouches for: nothing was sent, so no attempt is spent.
+    assert (untrusted.verdict, untrusted.counted) == (Verdict.RETRY, False)
+    assert "certificate verify failed" in (untrusted.error or "")
+    assert receiver.seen() == {"payhook:txn_trusted": 1}
+    assert receiver.unverified == []
+
+
+def test_the_proxy_for_the_destination_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    assert proxy_for("https://hooks.example.com/payhook") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "hooks.internal")
+
+    assert proxy_for("https://hooks.example.com/payhook") == "http://egress.internal:3128"
+    assert proxy_for("https://hooks.internal/payhook") is None  # NO_PROXY
+    assert proxy_for("http://hooks.example.com/payhook") is None  # no HTTP_PROXY
 
 
 async def test_an_outage_holds_deliveries_back_and_a_probe_resumes_them(

@@ -9,16 +9,25 @@ and at most DESTINATION_MAX_PER_SECOND a second.
 
 A delivery that cannot get through the gate or past the pressure bounds in time comes back as
 `waiting`: it was not sent and spends no attempt.
+
+The client is aiohttp: one session per process, its connector keeping up to
+DESTINATION_MAX_IN_FLIGHT keep-alive connections. It replaced httpx, which cost 1.9 ms of CPU
+per request on the project's 2-core machine against aiohttp's 0.28 ms (`python -m
+benchmarks.client_cost`: the same 4,000 posts to the bench receiver, 64 at a time, each client
+alone; benchmarks/README.md): the client was most of a forwarding process's CPU. The CA trust
+is the one httpx had (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), and so is the proxy from the
+environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), read once at start for DESTINATION_URL.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import ssl
 import time
+import urllib.parse
+import urllib.request
 from importlib.metadata import version
 
+import aiohttp
 import httpx
 import structlog
 from aiolimiter import AsyncLimiter
@@ -40,12 +49,6 @@ from payhook.webhooks.signatures import StandardWebhooks
 log = structlog.get_logger(__name__)
 
 USER_AGENT = f"payhook/{version('payhook')}"
-# httpcore's pool does work in proportion to its size on every request (it scans every
-# connection, and for each idle one every connection again), so one pool of 64 connections
-# costs about twice the CPU per delivery of eight pools of eight (measured with the bench
-# receiver). The process's keep-alive connections are therefore held by a few small clients,
-# and each delivery goes through the least busy one.
-CONNECTIONS_PER_CLIENT = 8
 # Room left inside PROCESSING_TIMEOUT_SECONDS for recording, beyond the request itself.
 MARGIN_SECONDS = 1.0
 BUSY_RETRY_SECONDS = 1.0
@@ -70,12 +73,11 @@ class Forwarder:
             settings.processing_timeout_seconds - self._timeout - MARGIN_SECONDS,
         )
         in_flight = settings.destination_max_in_flight
-        tls = httpx.create_ssl_context()  # one for all: loading the CA bundle takes a while
-        self._clients = [
-            _client(self._timeout, tls)
-            for _ in range(math.ceil(in_flight / CONNECTIONS_PER_CLIENT))
-        ]
-        self._busy = [0] * len(self._clients)
+        # Loading the CA bundle takes a while: once per process, and only for https.
+        self._tls = httpx.create_ssl_context() if self._url.startswith("https:") else None
+        self._proxy = proxy_for(self._url)
+        self._session: aiohttp.ClientSession | None = None  # made in the loop that sends
+        self._connections = in_flight
         self.window = SendWindow(in_flight)
         per_second = settings.destination_max_per_second
         self._rate = None if per_second is None else AsyncLimiter(per_second, 1.0)
@@ -86,8 +88,22 @@ class Forwarder:
         )
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The process's session, made on first use: a Celery worker builds its step outside
+        the event loop that sends, and aiohttp binds a session to the running loop."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._connections, ssl=self._tls if self._tls is not None else True
+                ),
+                headers={"content-type": "application/json", "user-agent": USER_AGENT},
+                cookie_jar=aiohttp.DummyCookieJar(),  # a destination's cookies are not kept
+            )
+        return self._session
 
     async def forward(self, message_id: str, body: bytes) -> DeliveryResult:
         """Deliver `body` once, or say why not and when to try again."""
@@ -154,57 +170,65 @@ class Forwarder:
 
     async def _send(self, message_id: str, body: bytes) -> DeliveryResult:
         headers = self._signer.sign(body, timestamp=int(time.time()), msg_id=message_id)
-        shard = self._busy.index(min(self._busy))  # the least busy client
-        client = self._clients[shard]
-        self._busy[shard] += 1
+        client = self._client()
         started = time.perf_counter()
         try:
-            async with (
-                asyncio.timeout(self._timeout),
-                client.stream("POST", self._url, content=body, headers=headers) as response,
-            ):
-                excerpt = await _read_excerpt(response)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # Refused or never connected: the request did not leave this process.
-            reason = f"{type(exc).__name__}: {exc}"[:EXCERPT_BYTES]
+            async with asyncio.timeout(self._timeout):
+                status, retry_after, excerpt = await self._post(client, headers, body)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Refused, unresolvable, untrusted or never connected: nothing left this process.
+            reason = f"could not connect: {exc}"[:EXCERPT_BYTES]
             return unreached(reason, time.perf_counter() - started)
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             return failed(f"no answer within {self._timeout:g}s", time.perf_counter() - started)
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             reason = f"{type(exc).__name__}: {exc}"[:EXCERPT_BYTES]
             return failed(reason, time.perf_counter() - started)
-        finally:
-            self._busy[shard] -= 1
         return answered(
-            response.status_code,
-            response.headers.get("retry-after"),
-            excerpt,
-            time.perf_counter() - started,
-            cap=self._retry_after_cap,
+            status, retry_after, excerpt, time.perf_counter() - started, cap=self._retry_after_cap
         )
 
+    async def _post(
+        self, client: aiohttp.ClientSession, headers: dict[str, str], body: bytes
+    ) -> tuple[int, str | None, str]:
+        """The answer's status, Retry-After and excerpt.
 
-def _client(timeout: float, tls: ssl.SSLContext) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        verify=tls,
-        timeout=timeout,
-        limits=httpx.Limits(
-            max_connections=CONNECTIONS_PER_CLIENT,
-            max_keepalive_connections=CONNECTIONS_PER_CLIENT,
-        ),
-        follow_redirects=False,
-        headers={"content-type": "application/json", "user-agent": USER_AGENT},
-    )
+        A kept-alive connection that the destination closed while it was idle (a restart, its
+        own idle timeout) fails before the request reaches a live server: it is sent once more.
+        """
+        try:
+            return await self._post_once(client, headers, body)
+        except aiohttp.ServerDisconnectedError:
+            await asyncio.sleep(0)  # lets the loop see any other pooled connection closed too
+            return await self._post_once(client, headers, body)
+
+    async def _post_once(
+        self, client: aiohttp.ClientSession, headers: dict[str, str], body: bytes
+    ) -> tuple[int, str | None, str]:
+        async with client.post(
+            self._url, data=body, headers=headers, allow_redirects=False, proxy=self._proxy
+        ) as response:
+            excerpt = await _read_excerpt(response)
+            return response.status, response.headers.get("retry-after"), excerpt
 
 
-async def _read_excerpt(response: httpx.Response) -> str:
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), if any."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(urllib.parse.urlsplit(url).scheme)
+
+
+async def _read_excerpt(response: aiohttp.ClientResponse) -> str:
     """The first KB of the answer; the rest is not read (the connection is then dropped)."""
-    data = bytearray()
+    data = b""
     try:
-        async for chunk in response.aiter_bytes():
-            data += chunk
-            if len(data) >= EXCERPT_BYTES:
+        while len(data) < EXCERPT_BYTES:
+            chunk = await response.content.read(EXCERPT_BYTES - len(data))
+            if not chunk:
                 break
-    except httpx.DecodingError:
+            data += chunk
+    except aiohttp.ClientPayloadError:
         return "(an answer that could not be decoded)"
-    return excerpt_of(bytes(data))
+    return excerpt_of(data)
