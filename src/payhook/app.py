@@ -93,7 +93,13 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         timeout_seconds=settings.request_body_timeout_seconds,
         max_bytes=_max_body_bytes,
     )
-    app.add_middleware(webhooks_router.WebhookFastPath)
+    app.add_middleware(
+        webhooks_router.WebhookFastPath,
+        routes={
+            webhooks_router.WEBHOOK_PATH: webhooks_router.receive_transaction,
+            **providers_router.FAST_ROUTES,
+        },
+    )
     proxies = ClientAllowlist(trusted_proxies=parse_networks(settings.trusted_proxies))
     if proxies.trusted_proxies:
         app.add_middleware(ForwardedScheme, proxies=proxies)

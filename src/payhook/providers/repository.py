@@ -1,18 +1,22 @@
 """All SQL of provider events: one group-committed ingest for every provider, on both databases.
 
 One batch (every request that arrived while the previous batch was being written) is one
-database transaction:
+database transaction, in three steps whatever its size (`EventSteps`; PostgreSQL's are in
+`payhook.providers.postgres`, SQLite's here):
 
-1. lock the touched payments (PostgreSQL advisory locks in one sorted order; SQLite's writer
+1. lock: the touched payments' PostgreSQL advisory locks, in one sorted order (SQLite's writer
    lock already serialises batches), so two API processes never fold the same payment apart;
-2. find which events are known: same id and content -> `duplicate` (a counter goes up), same
-   id, other content -> `conflict` (kept for review, never folded);
-3. read every stored observation of the touched payments, judge the new events in arrival order
-   (`payhook.providers.state.judge`: applied, stale or waiting) and insert them;
-4. upsert the transaction of every payment whose snapshot changed: status PROCESSING, due
-   PROCESSING_DELAY_SECONDS after this receipt, any in-flight claim fenced off (token cleared)
-   and the attempts reset, so the step runs again on the newest state;
-5. a payment seen for the first time turns its `waiting` events into `applied`.
+2. read: the stored rows of the batch's event ids and of its payments;
+3. write: the new events, the stored events that changed, the payments' transactions.
+
+Between the read and the write, in Python: an event id known with the same content is a
+`duplicate` (a delivery counter goes up); with other content a `conflict` (kept for review,
+never folded). The new events are judged in arrival order on top of their payment's stored
+observations (`payhook.providers.state.judge`: applied, stale or waiting). A payment whose
+snapshot changed is upserted: status PROCESSING, due PROCESSING_DELAY_SECONDS after this
+receipt, any in-flight claim fenced off (token cleared) and the attempts reset, so the step runs
+again on the newest state. A payment known for the first time turns its `waiting` events,
+stored or in this batch, into `applied`.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payhook.providers import currencies
@@ -37,11 +41,13 @@ from payhook.providers.model import (
     Observed,
     ProviderEvent,
 )
+from payhook.providers.postgres import FENCED, REFRESHED, AsyncpgEventSteps
+from payhook.providers.records import EventRow, EventUpdate, Payment, StoredEvent
 from payhook.providers.state import PaymentSnapshot, fold, judge
 from payhook.transactions import postgres
 from payhook.transactions.models import TransactionStatus, provider_events, transactions
 
-Payment = tuple[str, str]  # (provider, transaction_id)
+APPLIED, WAITING, DUPLICATE = EventVerdict.APPLIED, EventVerdict.WAITING, EventVerdict.DUPLICATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +68,29 @@ class _Arrival:
     delivery: ProviderDelivery
 
 
+class EventSteps(Protocol):
+    """The three statements of a batch, as a database runs them."""
+
+    async def lock(self, keys: Sequence[int]) -> None: ...
+
+    async def read(
+        self, events: Sequence[tuple[str, str]], payments: Sequence[Payment]
+    ) -> Sequence[StoredEvent]: ...
+
+    async def write(
+        self,
+        events: Sequence[EventRow],
+        updates: Sequence[EventUpdate],
+        payments: Sequence[dict[str, Any]],
+    ) -> None: ...
+
+
 class ProviderEventRepository:
     """Stores provider events and keeps each payment's transaction folded from them."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
-        self._insert = postgresql.insert if self._postgres else sqlite.insert
 
     async def ingest(self, batch: Sequence[ProviderDelivery]) -> list[list[EventReceipt]]:
         """Store a batch atomically; per delivery, one receipt per event."""
@@ -77,111 +99,192 @@ class ProviderEventRepository:
             for delivery in batch
             for event in delivery.events
         ]
-        async with self._engine.begin() as conn:
-            if self._postgres:
-                await _lock_payments(conn, _payments(a.event for a in arrivals))
-            verdicts = await self._store(conn, arrivals)
+        if self._postgres:
+            async with postgres.driver_transaction(self._engine) as driver:
+                verdicts = await _Batch(arrivals).store(AsyncpgEventSteps(driver))
+        else:
+            async with self._engine.begin() as conn:
+                verdicts = await _Batch(arrivals).store(SqlAlchemyEventSteps(conn))
         receipts = iter(
             EventReceipt(a.event.event_id, a.event.event_type, a.event.transaction_id, verdict)
             for a, verdict in zip(arrivals, verdicts, strict=True)
         )
         return [[next(receipts) for _ in delivery.events] for delivery in batch]
 
-    async def _store(self, conn: AsyncConnection, arrivals: list[_Arrival]) -> list[EventVerdict]:
-        known = await _known_digests(conn, arrivals)
-        verdicts: list[EventVerdict | None] = []
-        fresh: list[_Arrival] = []
-        for arrival in arrivals:
-            verdict = _dedupe(arrival, known)
-            verdicts.append(verdict)
-            if verdict is None:
-                fresh.append(arrival)
-        judged = await self._judge(conn, fresh)
+
+class _Batch:
+    """One batch's events between the read and the write."""
+
+    def __init__(self, arrivals: list[_Arrival]) -> None:
+        self.arrivals = arrivals
+        self.payments = sorted({_payment(a.event) for a in arrivals if not a.event.ignored})
+        self.known: dict[tuple[str, str], dict[str, int | None]] = defaultdict(dict)
+        self.stored: dict[Payment, list[StoredEvent]] = defaultdict(list)
+        self.updates: dict[int, EventUpdate] = {}
+
+    async def store(self, steps: EventSteps) -> list[EventVerdict]:
+        await steps.lock(sorted({_lock_key(payment) for payment in self.payments}))
+        keys = sorted({(a.event.provider, a.event.event_id) for a in self.arrivals})
+        self._index(await steps.read(keys, self.payments))
+        verdicts: list[EventVerdict | None] = [self._dedupe(a) for a in self.arrivals]
+        fresh = [a for a, v in zip(self.arrivals, verdicts, strict=True) if v is None]
+        judged, payments = self._judge(fresh)
         final = [
             verdict or judged[id(arrival)]
-            for arrival, verdict in zip(arrivals, verdicts, strict=True)
+            for arrival, verdict in zip(self.arrivals, verdicts, strict=True)
         ]
-        await self._insert_events(conn, arrivals, final)
+        await steps.write(self._event_rows(final), list(self.updates.values()), payments)
         return final
 
-    async def _judge(self, conn: AsyncConnection, fresh: list[_Arrival]) -> dict[int, EventVerdict]:
-        """Verdicts of the new events; the changed payments' transactions are written."""
+    def _index(self, rows: Iterable[StoredEvent]) -> None:
+        wanted = set(self.payments)
+        for row in rows:
+            self.known[(row.provider, row.event_id)][row.content_digest] = row.id
+            if row.observation is None or row.verdict == EventVerdict.CONFLICT:
+                continue  # nothing to fold: an ignored event, or one kept only for review
+            payment = (row.provider, row.transaction_id or "")
+            if payment in wanted:
+                self.stored[payment].append(row)
+
+    def _dedupe(self, arrival: _Arrival) -> EventVerdict | None:
+        """Duplicate or conflict by what is stored (or earlier in this batch); None: new."""
+        digests = self.known[(arrival.event.provider, arrival.event.event_id)]
+        if arrival.digest in digests:
+            return DUPLICATE
+        first = not digests
+        digests[arrival.digest] = None  # a row of this batch
+        return None if first else EventVerdict.CONFLICT
+
+    def _judge(self, fresh: list[_Arrival]) -> tuple[dict[int, EventVerdict], list[dict[str, Any]]]:
+        """Verdicts of the new events, and the rows of the payments whose snapshot changed."""
         verdicts = {id(a): EventVerdict.IGNORED for a in fresh if a.event.ignored}
         by_payment: dict[Payment, list[_Arrival]] = defaultdict(list)
         for arrival in fresh:
             if not arrival.event.ignored:
                 by_payment[_payment(arrival.event)].append(arrival)
-        stored = await _stored_observations(conn, by_payment)
-        changed: list[tuple[Payment, PaymentSnapshot, _Arrival]] = []
-        appeared: list[Payment] = []
+        changed: list[dict[str, Any]] = []
         for payment, group in by_payment.items():
-            before = fold(stored[payment])
-            results, after = judge(stored[payment], [a.event.observed() for a in group])
+            stored = self.stored[payment]
+            observed = [_observed(row) for row in stored]
+            before = fold(observed)
+            results, after = judge(observed, [a.event.observed() for a in group])
+            if after is not None:  # the payment is known: nothing of it waits any more
+                results = [APPLIED if v is WAITING else v for v in results]
+                if before is None:
+                    self._apply_waiting(stored)
             verdicts.update((id(a), v) for a, v in zip(group, results, strict=True))
             if after is not None and after != before:
-                last = max(
-                    (a for a, v in zip(group, results, strict=True) if v is EventVerdict.APPLIED),
+                cause = max(
+                    (a for a, v in zip(group, results, strict=True) if v is APPLIED),
                     key=lambda a: a.delivery.received_at,
                 )
-                changed.append((payment, after, last))
-                if before is None:
-                    appeared.append(payment)
-        await self._upsert_transactions(conn, changed)
-        await _apply_waiting(conn, appeared)
-        return verdicts
+                changed.append(_transaction_row(payment, after, cause))
+        return verdicts, changed
 
-    async def _insert_events(
-        self, conn: AsyncConnection, arrivals: list[_Arrival], verdicts: list[EventVerdict]
+    def _apply_waiting(self, stored: Iterable[StoredEvent]) -> None:
+        for row in stored:
+            if row.verdict == WAITING:
+                self.updates[row.id] = EventUpdate(row.id, 0, None, APPLIED.value)
+
+    def _event_rows(self, verdicts: list[EventVerdict]) -> list[EventRow]:
+        """New rows (a repeat within the batch counts on its row); repeats of stored rows."""
+        rows: dict[tuple[str, str, str], EventRow] = {}
+        for arrival, verdict in zip(self.arrivals, verdicts, strict=True):
+            event, at = arrival.event, arrival.delivery.received_at
+            key = (event.provider, event.event_id, arrival.digest)
+            if verdict is not DUPLICATE:
+                rows[key] = _event_row(arrival, verdict)
+            elif key in rows:
+                rows[key]["deliveries"] += 1
+                rows[key]["last_received_at"] = max(rows[key]["last_received_at"], at)
+            else:
+                row_id = self.known[key[:2]][arrival.digest]
+                assert row_id is not None
+                update_ = self.updates.get(row_id)
+                added = update_.added if update_ else 0
+                verdict_ = update_.verdict if update_ else None
+                self.updates[row_id] = EventUpdate(row_id, added + 1, at, verdict_)
+        return list(rows.values())
+
+
+class SqlAlchemyEventSteps:
+    """`EventSteps` through SQLAlchemy Core: SQLite, whose writer lock serialises batches."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def lock(self, keys: Sequence[int]) -> None:
+        """Nothing to take: SQLite admits one writing transaction at a time."""
+
+    async def read(
+        self, events: Sequence[tuple[str, str]], payments: Sequence[Payment]
+    ) -> list[StoredEvent]:
+        c = provider_events.c
+        columns = (
+            c.id,
+            c.provider,
+            c.event_id,
+            c.content_digest,
+            c.transaction_id,
+            c.occurred_at,
+            c.observation,
+            c.verdict,
+        )
+        rows: list[StoredEvent] = []
+        by_event = tuple_(c.provider, c.event_id).in_(events)
+        by_payment = tuple_(c.provider, c.transaction_id).in_(payments)
+        for condition, values in ((by_event, events), (by_payment, payments)):
+            if values:
+                result = await self._conn.execute(select(*columns).where(condition))
+                rows += [StoredEvent(*row) for row in result]
+        return rows
+
+    async def write(
+        self,
+        events: Sequence[EventRow],
+        updates: Sequence[EventUpdate],
+        payments: Sequence[dict[str, Any]],
     ) -> None:
-        pairs = list(zip(arrivals, verdicts, strict=True))
-        rows = [_event_row(a, v) for a, v in pairs if v is not EventVerdict.DUPLICATE]
-        repeats = [a for a, v in pairs if v is EventVerdict.DUPLICATE]
-        if rows:
-            statement = self._insert(provider_events).on_conflict_do_nothing(
+        if events:
+            statement = sqlite.insert(provider_events).on_conflict_do_nothing(
                 index_elements=["provider", "event_id", "content_digest"]
             )
-            await conn.execute(statement, rows)
-        if repeats:
-            await conn.execute(_COUNT_REPEAT, [_repeat_row(a) for a in repeats])
+            await self._conn.execute(statement, list(events))
+        if updates:
+            await self._conn.execute(
+                _UPDATE_EVENT,
+                [
+                    {"row": u.id, "added": u.added, "at": u.last_received_at, "new": u.verdict}
+                    for u in updates
+                ],
+            )
+        if payments:
+            upsert = sqlite.insert(transactions)
+            refreshed = {name: upsert.excluded[name] for name in REFRESHED}
+            upsert = upsert.on_conflict_do_update(
+                index_elements=["transaction_id", "provider"],
+                set_={**refreshed, **dict.fromkeys(FENCED)},
+            )
+            await self._conn.execute(upsert, list(payments))
 
-    async def _upsert_transactions(
-        self, conn: AsyncConnection, changed: list[tuple[Payment, PaymentSnapshot, _Arrival]]
-    ) -> None:
-        if not changed:
-            return
-        statement = self._insert(transactions)
-        refreshed = {name: statement.excluded[name] for name in _REFRESHED}
-        statement = statement.on_conflict_do_update(
-            index_elements=["transaction_id", "provider"],
-            set_={**refreshed, "claim_token": None, "lease_expires_at": None, "last_error": None},
-        )
-        await conn.execute(statement, [_transaction_row(*item) for item in changed])
 
-
-# What a changed snapshot rewrites; created_at and processed_at stay as they were.
-_REFRESHED = (
-    "source_account",
-    "destination_account",
-    "amount",
-    "currency",
-    "amount_minor",
-    "amount_refunded",
-    "payment_state",
-    "disputed",
-    "status",
-    "due_at",
-    "attempts",
-)
-
-_COUNT_REPEAT = (
+_UPDATE_EVENT = (
     update(provider_events)
-    .where(
-        provider_events.c.provider == bindparam("p"),
-        provider_events.c.event_id == bindparam("e"),
-        provider_events.c.content_digest == bindparam("d"),
+    .where(provider_events.c.id == bindparam("row"))
+    .values(
+        deliveries=provider_events.c.deliveries + bindparam("added"),
+        last_received_at=func.coalesce(
+            bindparam("at", type_=provider_events.c.last_received_at.type),
+            provider_events.c.last_received_at,
+        ),
+        verdict=func.coalesce(bindparam("new"), provider_events.c.verdict),
     )
-    .values(deliveries=provider_events.c.deliveries + 1, last_received_at=bindparam("at"))
 )
+
+
+def _observed(row: StoredEvent) -> Observed:
+    assert row.observation is not None
+    return Observed(Observation.from_json(row.observation), row.occurred_at, row.event_id)
 
 
 def _payment(event: ProviderEvent) -> Payment:
@@ -189,145 +292,9 @@ def _payment(event: ProviderEvent) -> Payment:
     return (event.provider, event.transaction_id)
 
 
-def _payments(events: Iterable[ProviderEvent]) -> list[Payment]:
-    return sorted({_payment(event) for event in events if not event.ignored})
-
-
-_LOCK = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
-
-
-async def _lock_payments(conn: AsyncConnection, payments: list[Payment]) -> None:
-    """Transaction-scoped advisory locks, always taken in ascending order (no deadlock)."""
-    keys = sorted({_lock_key(payment) for payment in payments})
-    if keys:
-        await conn.execute(_LOCK, {"keys": keys})
-
-
 def _lock_key(payment: Payment) -> int:
     digest = hashlib.sha256("\x1f".join(payment).encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
-
-
-async def _known_digests(
-    conn: AsyncConnection, arrivals: list[_Arrival]
-) -> dict[tuple[str, str], set[str]]:
-    keys = sorted({(a.event.provider, a.event.event_id) for a in arrivals})
-    known: dict[tuple[str, str], set[str]] = defaultdict(set)
-    if not keys:
-        return known
-    if conn.dialect.name == "postgresql":
-        result: Iterable[Sequence[Any]] = await _fetch(conn, _PG_KNOWN, *_columns(keys))
-    else:
-        key = tuple_(provider_events.c.provider, provider_events.c.event_id)
-        result = await conn.execute(
-            select(
-                provider_events.c.provider,
-                provider_events.c.event_id,
-                provider_events.c.content_digest,
-            ).where(key.in_(keys))
-        )
-    for provider, event_id, digest in result:
-        known[(provider, event_id)].add(digest)
-    return known
-
-
-def _dedupe(arrival: _Arrival, known: dict[tuple[str, str], set[str]]) -> EventVerdict | None:
-    """Duplicate or conflict by what is stored (or earlier in this batch); None: a new event."""
-    digests = known[(arrival.event.provider, arrival.event.event_id)]
-    if arrival.digest in digests:
-        return EventVerdict.DUPLICATE
-    first = not digests
-    digests.add(arrival.digest)
-    return None if first else EventVerdict.CONFLICT
-
-
-async def _stored_observations(
-    conn: AsyncConnection, payments: Iterable[Payment]
-) -> dict[Payment, list[Observed]]:
-    stored: dict[Payment, list[Observed]] = defaultdict(list)
-    wanted = sorted(payments)
-    if not wanted:
-        return stored
-    conflict = EventVerdict.CONFLICT.value
-    columns = provider_events.c
-    if conn.dialect.name == "postgresql":
-        result: Iterable[Sequence[Any]] = await _fetch(
-            conn, _PG_OBSERVATIONS, *_columns(wanted), conflict
-        )
-    else:
-        result = await conn.execute(
-            select(
-                columns.provider,
-                columns.transaction_id,
-                columns.event_id,
-                columns.occurred_at,
-                columns.observation,
-            ).where(
-                tuple_(columns.provider, columns.transaction_id).in_(wanted),
-                columns.observation.is_not(None),
-                columns.verdict != conflict,
-            )
-        )
-    for provider, transaction_id, event_id, occurred_at, observation in result:
-        observed = Observed(Observation.from_json(observation), occurred_at, event_id)
-        stored[(provider, transaction_id)].append(observed)
-    return stored
-
-
-async def _apply_waiting(conn: AsyncConnection, payments: list[Payment]) -> None:
-    if not payments:
-        return
-    if conn.dialect.name == "postgresql":
-        applied, waiting = EventVerdict.APPLIED.value, EventVerdict.WAITING.value
-        await _fetch(conn, _PG_APPLY_WAITING, *_columns(payments), applied, waiting)
-        return
-    columns = provider_events.c
-    await conn.execute(
-        update(provider_events)
-        .where(
-            tuple_(columns.provider, columns.transaction_id).in_(payments),
-            columns.verdict == EventVerdict.WAITING.value,
-        )
-        .values(verdict=EventVerdict.APPLIED.value)
-    )
-
-
-# PostgreSQL: the keys as two arrays joined through `unnest`, so each statement has one text
-# whatever the batch size. A tuple `IN` list renders a new text (and a new prepared statement
-# and plan) for every batch size; with the lock these were half of a batch's time under
-# `make bench --only stripe` (benchmarks/README.md).
-_PG_KNOWN = (
-    "SELECT e.provider, e.event_id, e.content_digest FROM provider_events AS e "
-    "JOIN unnest($1::text[], $2::text[]) AS k(provider, key) "
-    "ON e.provider = k.provider AND e.event_id = k.key"
-)
-_PG_OBSERVATIONS = (
-    "SELECT e.provider, e.transaction_id, e.event_id, e.occurred_at, e.observation "
-    "FROM provider_events AS e JOIN unnest($1::text[], $2::text[]) AS k(provider, key) "
-    "ON e.provider = k.provider AND e.transaction_id = k.key "
-    "WHERE e.observation IS NOT NULL AND e.verdict <> $3"
-)
-_PG_APPLY_WAITING = (
-    "UPDATE provider_events AS e SET verdict = $3 "
-    "FROM unnest($1::text[], $2::text[]) AS k(provider, key) "
-    "WHERE e.provider = k.provider AND e.transaction_id = k.key AND e.verdict = $4"
-)
-
-
-async def _fetch(conn: AsyncConnection, statement: str, *args: Any) -> list[Any]:
-    """One statement on the asyncpg connection under `conn`, inside its transaction."""
-    driver = await postgres.driver_connection(conn)
-    rows: list[Any] = await driver.fetch(statement, *args)
-    return rows
-
-
-def _columns(keys: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    firsts: list[str] = []
-    seconds: list[str] = []
-    for first, second in keys:
-        firsts.append(first)
-        seconds.append(second)
-    return firsts, seconds
 
 
 def _event_row(arrival: _Arrival, verdict: EventVerdict) -> dict[str, Any]:
@@ -347,16 +314,6 @@ def _event_row(arrival: _Arrival, verdict: EventVerdict) -> dict[str, Any]:
         "observation": observation.to_json() if observation is not None else None,
         "reason": event.ignored_reason,
         "raw_body": event.raw,
-    }
-
-
-def _repeat_row(arrival: _Arrival) -> dict[str, Any]:
-    event = arrival.event
-    return {
-        "p": event.provider,
-        "e": event.event_id,
-        "d": arrival.digest,
-        "at": arrival.delivery.received_at,
     }
 
 

@@ -70,6 +70,17 @@ def _endpoint(name: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:
     return endpoint
 
 
+def _handler(name: str) -> Callable[[Request, Runtime], Coroutine[Any, Any, Response]]:
+    async def handler(request: Request, runtime: Runtime) -> Response:
+        return await receive_events(request, runtime, name)
+
+    return handler
+
+
+FAST_ROUTES = {webhook_path(provider): _handler(provider.name) for provider in PROVIDERS.values()}
+"""Each provider's path and function, for `payhook.webhooks.router.WebhookFastPath`."""
+
+
 def _documented(provider: Provider) -> Mapping[str, Any]:
     name = provider.name
     return {

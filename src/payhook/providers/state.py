@@ -19,11 +19,11 @@ Hypothesis). The precedence, also in docs/PROVIDERS.md:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
-from payhook.providers.model import EventVerdict, Observation, Observed, PaymentState
+from payhook.providers.model import EventVerdict, Observed, PaymentState
 
 RANK: dict[PaymentState, int] = {
     PaymentState.PENDING: 0,
@@ -37,8 +37,7 @@ RANK: dict[PaymentState, int] = {
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentSnapshot:
+class PaymentSnapshot(NamedTuple):
     """Everything payhook keeps about one provider payment, folded from its observations."""
 
     payment_state: PaymentState
@@ -52,23 +51,10 @@ class PaymentSnapshot:
 
 def fold(observed: Iterable[Observed]) -> PaymentSnapshot | None:
     """The snapshot of a payment from all its observations; None while no base state is known."""
-    items = list(observed)
-    base = max((RANK[s] for s in _states(items)), default=None)
-    if base is None:
-        return None
-    state = next(state for state, rank in RANK.items() if rank == base)
-    amount = _best(items, lambda o: o.amount_minor is not None)
-    currency = _best(items, lambda o: o.currency is not None)
-    refunded = _amount_refunded(items)
-    return PaymentSnapshot(
-        payment_state=_with_refunds(state, amount.amount_minor if amount else None, refunded),
-        amount_minor=amount.amount_minor if amount else None,
-        currency=currency.currency if currency else None,
-        amount_refunded_minor=refunded,
-        disputed=any(o.observation.dispute_opened or o.observation.dispute_closed for o in items),
-        source_account=_field(items, "source_account"),
-        destination_account=_field(items, "destination_account"),
-    )
+    folding = _Folding()
+    for item in observed:
+        folding.add(item)
+    return folding.snapshot()
 
 
 def judge(
@@ -79,60 +65,87 @@ def judge(
     An event is `applied` when it changes the snapshot, `stale` when it changes nothing and
     `waiting` while the payment has no snapshot yet.
     """
-    seen = list(stored)
-    snapshot = fold(seen)
+    folding = _Folding()
+    for item in stored:
+        folding.add(item)
+    snapshot = folding.snapshot()
     verdicts = []
     for item in arriving:
-        seen.append(item)
-        after = fold(seen)
+        folding.add(item)
+        after = folding.snapshot()
         verdicts.append(_verdict(snapshot, after))
         snapshot = after
     return verdicts, snapshot
+
+
+_Order = tuple[int, datetime, str]
+_BEST_OF = ("amount_minor", "currency", "source_account", "destination_account")
+_BY_RANK = {rank: state for state, rank in RANK.items()}
+
+
+class _Folding:
+    """The fold, one observation at a time (it runs for every event of every batch).
+
+    Each field is taken from the highest (state rank, occurred_at, event_id) observation that
+    has it, the first such on a tie.
+    """
+
+    __slots__ = ("base", "best", "cumulative", "disputed", "failed", "refunds")
+
+    def __init__(self) -> None:
+        self.base = -1
+        self.best: dict[str, tuple[_Order, Any]] = {}
+        self.cumulative = 0
+        self.refunds: dict[str, int] = {}  # the largest amount seen for each refund id
+        self.failed: set[str] = set()
+        self.disputed = False
+
+    def add(self, item: Observed) -> None:
+        observation = item.observation
+        state = observation.state
+        rank = RANK[state] if state is not None else -1
+        self.base = max(self.base, rank)
+        order = (rank, item.occurred_at or _EARLIEST, item.event_id)
+        best = self.best
+        for name in _BEST_OF:
+            value = getattr(observation, name)
+            if value is not None and (name not in best or order > best[name][0]):
+                best[name] = (order, value)
+        if observation.dispute_opened or observation.dispute_closed:
+            self.disputed = True
+        if observation.refunded_total_minor is not None:
+            self.cumulative = max(self.cumulative, observation.refunded_total_minor)
+        refund_id = observation.refund_id
+        if refund_id is not None:
+            if observation.refund_failed:
+                self.failed.add(refund_id)
+            if observation.refund_minor is not None:
+                self.refunds[refund_id] = max(
+                    self.refunds.get(refund_id, 0), observation.refund_minor
+                )
+
+    def snapshot(self) -> PaymentSnapshot | None:
+        if self.base < 0:
+            return None
+        best = self.best
+        amount = best["amount_minor"][1] if "amount_minor" in best else None
+        summed = sum(v for k, v in self.refunds.items() if k not in self.failed)
+        refunded = max(self.cumulative, summed)
+        return PaymentSnapshot(
+            _with_refunds(_BY_RANK[self.base], amount, refunded),
+            amount,
+            best["currency"][1] if "currency" in best else None,
+            refunded,
+            self.disputed,
+            best["source_account"][1] if "source_account" in best else None,
+            best["destination_account"][1] if "destination_account" in best else None,
+        )
 
 
 def _verdict(before: PaymentSnapshot | None, after: PaymentSnapshot | None) -> EventVerdict:
     if after is None:
         return EventVerdict.WAITING
     return EventVerdict.STALE if after == before else EventVerdict.APPLIED
-
-
-def _states(items: Iterable[Observed]) -> Iterable[PaymentState]:
-    return (o.observation.state for o in items if o.observation.state is not None)
-
-
-def _order(item: Observed) -> tuple[int, datetime, str]:
-    state = item.observation.state
-    return (RANK[state] if state else -1, item.occurred_at or _EARLIEST, item.event_id)
-
-
-def _best(items: Iterable[Observed], has: Callable[[Observation], bool]) -> Observation | None:
-    candidates = [item for item in items if has(item.observation)]
-    return max(candidates, key=_order).observation if candidates else None
-
-
-def _field(items: Iterable[Observed], name: str) -> str | None:
-    best = _best(items, lambda o: getattr(o, name) is not None)
-    value: str | None = getattr(best, name) if best else None
-    return value
-
-
-def _amount_refunded(items: Iterable[Observed]) -> int:
-    cumulative = 0
-    largest: dict[str, int] = {}
-    failed: set[str] = set()
-    for item in items:
-        observation = item.observation
-        if observation.refunded_total_minor is not None:
-            cumulative = max(cumulative, observation.refunded_total_minor)
-        refund_id = observation.refund_id
-        if refund_id is None:
-            continue
-        if observation.refund_failed:
-            failed.add(refund_id)
-        if observation.refund_minor is not None:
-            largest[refund_id] = max(largest.get(refund_id, 0), observation.refund_minor)
-    summed = sum(amount for refund_id, amount in largest.items() if refund_id not in failed)
-    return max(cumulative, summed)
 
 
 def _with_refunds(base: PaymentState, amount: int | None, refunded: int) -> PaymentState:

@@ -11,13 +11,14 @@ from the table definitions, so a new column needs no edit here.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from functools import cache
 from typing import Any
 
 from sqlalchemy import Column, Table
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payhook.transactions.models import GENERIC, deliveries, transactions
 
@@ -34,6 +35,20 @@ async def driver_connection(conn: AsyncConnection) -> Any:
     return raw.driver_connection
 
 
+@asynccontextmanager
+async def driver_transaction(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """A pooled connection's asyncpg connection, inside one database transaction."""
+    async with engine.connect() as conn:
+        try:
+            driver = await driver_connection(conn)
+            async with driver.transaction():
+                yield driver
+        except BaseException:
+            # The driver connection bypassed SQLAlchemy's error handling: never pool it again.
+            await conn.invalidate()
+            raise
+
+
 class AsyncpgIngest:
     """`IngestSteps` on one asyncpg connection, inside the caller's transaction."""
 
@@ -44,7 +59,7 @@ class AsyncpgIngest:
         """INSERT ... ON CONFLICT DO NOTHING; the ids that made a row."""
         columns = tuple(rows[0])
         statement = _unnest_insert(transactions, columns, CONFLICT_TARGET)
-        found = await self._driver.fetch(statement, *_arrays(rows, columns))
+        found = await self._driver.fetch(statement, *arrays(rows, columns))
         return {row[0] for row in found}
 
     async def stored(self, columns: Sequence[str], ids: Sequence[str]) -> list[Row]:
@@ -59,7 +74,7 @@ class AsyncpgIngest:
         """Each (transaction, body) once: a repeat adds to the stored row's count."""
         columns = tuple(rows[0])
         statement = _unnest_insert(deliveries, columns, None) + DELIVERY_REPEATS
-        await self._driver.execute(statement, *_arrays(rows, columns))
+        await self._driver.execute(statement, *arrays(rows, columns))
 
 
 SELECT_BODIES = (
@@ -73,26 +88,33 @@ DELIVERY_REPEATS = (
 )
 
 
-def _arrays(rows: Sequence[Row], columns: Sequence[str]) -> list[list[Any]]:
+def arrays(rows: Sequence[Row], columns: Sequence[str]) -> list[list[Any]]:
+    """The rows as one list a column: the arguments of an `unnest` statement."""
     return [[row[name] for row in rows] for name in columns]
 
 
-def _array_type(column: Column[Any]) -> str:
+def array_type(column: Column[Any]) -> str:
+    """The PostgreSQL array type of a column's values, e.g. `VARCHAR[]`."""
     # Without a length: casting to VARCHAR(n) would truncate silently, where the INSERT refuses.
     return re.sub(r"\(\d+\)", "", column.type.compile(dialect=_DIALECT)) + "[]"
 
 
 @cache
 def _unnest_insert(table: Table, columns: tuple[str, ...], conflict: str | None) -> str:
-    arrays = ", ".join(
-        f"${position}::{_array_type(table.c[name])}" for position, name in enumerate(columns, 1)
-    )
-    # Every name here comes from the table definition, none from a request.
-    names = ", ".join(columns)
-    statement = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    statement = unnest_insert(table, columns)
     if conflict is not None:
         statement += f" ON CONFLICT ({conflict}) DO NOTHING RETURNING {KEY.name}"
     return statement
+
+
+def unnest_insert(table: Table, columns: Sequence[str], first: int = 1) -> str:
+    """`INSERT INTO table (columns) SELECT * FROM unnest($first, ...)`: one array a column."""
+    typed = ", ".join(
+        f"${position}::{array_type(table.c[name])}" for position, name in enumerate(columns, first)
+    )
+    # Every name here comes from the table definition, none from a request.
+    names = ", ".join(columns)
+    return f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({typed})"  # noqa: S608
 
 
 @cache
@@ -100,6 +122,6 @@ def _select_by_key(columns: tuple[str, ...]) -> str:
     names = ", ".join(columns)
     return (
         f"SELECT {names} FROM {transactions.name} "  # noqa: S608 (names from the table)
-        f"WHERE {KEY.name} = ANY($1::{_array_type(KEY)}) "
+        f"WHERE {KEY.name} = ANY($1::{array_type(KEY)}) "
         f"AND {transactions.c.provider.name} = '{GENERIC}'"
     )

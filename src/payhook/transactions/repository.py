@@ -149,15 +149,8 @@ class TransactionRepository:
             async with self._engine.begin() as conn:
                 yield SqlAlchemyIngest(conn, self._insert)
             return
-        async with self._engine.connect() as conn:
-            try:
-                driver = await postgres.driver_connection(conn)
-                async with driver.transaction():
-                    yield postgres.AsyncpgIngest(driver)
-            except BaseException:
-                # The driver connection bypassed SQLAlchemy's error handling: never pool it again.
-                await conn.invalidate()
-                raise
+        async with postgres.driver_transaction(self._engine) as driver:
+            yield postgres.AsyncpgIngest(driver)
 
     async def deployment_id(self) -> str:
         """This database's deployment id (see `payhook.transactions.models.Deployment`)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+
 import structlog
 from fastapi import APIRouter, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -65,24 +67,31 @@ async def receive_transaction(request: Request, runtime: RuntimeDep) -> Response
             raise
 
 
+Handler = Callable[[Request, Runtime], Awaitable[Response]]
+"""A webhook endpoint's function, as the fast path calls it."""
+
+
 class WebhookFastPath:
-    """Hands `POST /v1/webhooks/transactions` straight to `receive_transaction`.
+    """Hands `POST` to a webhook path straight to its endpoint function.
 
     FastAPI's routing and dependency injection cost more CPU than the whole handler, group
-    commit included (profiled with py-spy under wrk; see benchmarks/README.md). The route above
-    stays the documented contract, and this middleware calls the same function.
+    commit included (profiled with py-spy under wrk; see benchmarks/README.md). The routes stay
+    the documented contract, and this middleware calls the same functions: `routes` maps each
+    webhook path (the generic endpoint's, each provider's) to its function.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, routes: Mapping[str, Handler]) -> None:
         self.app = app
+        self.routes = dict(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH or scope["method"] != "POST":
+        handler = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
         try:
-            response = await receive_transaction(request, get_runtime(request))
+            response = await handler(request, get_runtime(request))
         except PayhookError as exc:
             response = render_problem(exc)
         await response(scope, receive, send)

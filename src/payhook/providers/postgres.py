@@ -1,0 +1,115 @@
+"""The provider-event ingest on PostgreSQL: three statements a batch, on asyncpg directly.
+
+Whatever the batch's size: the advisory locks of its payments, one read (the stored rows of its
+event ids and of its payments), one write (the new events, the changed stored events and the
+payments' transactions, as data-modifying CTEs). Each is a prepared statement over arrays
+(`unnest`), so its text, plan and cache entry are the same for every batch. Through SQLAlchemy
+the same work took eight statements, a new text for every batch size, and most of a batch's
+time went to binding rows one by one (benchmarks/README.md, Stripe ingest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+from payhook.providers.records import EventRow, EventUpdate, Payment, StoredEvent
+from payhook.transactions import postgres
+from payhook.transactions.models import provider_events, transactions
+
+EVENT_COLUMNS = tuple(c.name for c in provider_events.c if c.name != "id")
+TRANSACTION_COLUMNS = (
+    "transaction_id",
+    "provider",
+    "source_account",
+    "destination_account",
+    "amount",
+    "currency",
+    "amount_minor",
+    "amount_refunded",
+    "payment_state",
+    "disputed",
+    "status",
+    "created_at",
+    "due_at",
+    "attempts",
+)
+REFRESHED = tuple(c for c in TRANSACTION_COLUMNS if c not in ("transaction_id", "provider"))
+"""What a changed snapshot rewrites (created_at is the first event's, kept as it was)."""
+FENCED = ("claim_token", "lease_expires_at", "last_error")
+"""Cleared by a change: the step in flight is fenced off and runs again on the new state."""
+
+_STORED = ", ".join(StoredEvent._fields)
+
+LOCK = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
+READ = (
+    f"SELECT {_STORED} FROM provider_events "  # noqa: S608 (names, no values)
+    "WHERE (provider, event_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
+    f"UNION SELECT {_STORED} FROM provider_events "
+    "WHERE (provider, transaction_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))"
+)
+
+
+class AsyncpgEventSteps:
+    """`EventSteps` on one asyncpg connection, inside the caller's transaction."""
+
+    def __init__(self, driver: Any) -> None:
+        self._driver = driver
+
+    async def lock(self, keys: Sequence[int]) -> None:
+        if keys:
+            await self._driver.fetchval(LOCK, list(keys))
+
+    async def read(
+        self, events: Sequence[tuple[str, str]], payments: Sequence[Payment]
+    ) -> list[StoredEvent]:
+        rows = await self._driver.fetch(READ, *_columns(events, 2), *_columns(payments, 2))
+        return [StoredEvent(*row) for row in rows]
+
+    async def write(
+        self,
+        events: Sequence[EventRow],
+        updates: Sequence[EventUpdate],
+        payments: Sequence[dict[str, Any]],
+    ) -> None:
+        await self._driver.execute(
+            _write(),
+            *postgres.arrays(events, EVENT_COLUMNS),
+            *_columns(updates, 4),
+            *postgres.arrays(payments, TRANSACTION_COLUMNS),
+        )
+
+
+@cache
+def _write() -> str:
+    new_events = postgres.unnest_insert(provider_events, EVENT_COLUMNS)
+    first = len(EVENT_COLUMNS) + 1
+    changed = (
+        "UPDATE provider_events AS e SET deliveries = e.deliveries + u.added, "  # noqa: S608
+        "last_received_at = coalesce(u.at, e.last_received_at), "
+        "verdict = coalesce(u.verdict, e.verdict) "
+        f"FROM unnest(${first}::bigint[], ${first + 1}::integer[], "
+        f"${first + 2}::timestamptz[], ${first + 3}::text[]) AS u(id, added, at, verdict) "
+        "WHERE e.id = u.id"
+    )
+    upsert = postgres.unnest_insert(transactions, TRANSACTION_COLUMNS, first + 4)
+    refreshed = ", ".join(f"{name} = EXCLUDED.{name}" for name in REFRESHED)
+    fenced = ", ".join(f"{name} = NULL" for name in FENCED)
+    upsert += f" ON CONFLICT (transaction_id, provider) DO UPDATE SET {refreshed}, {fenced}"
+    return (
+        f"WITH new_events AS ({new_events} "
+        "ON CONFLICT (provider, event_id, content_digest) DO NOTHING), "
+        f"changed_events AS ({changed}), "
+        f"payments AS ({upsert}) "
+        "SELECT 1"
+    )
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows of `width` values as `width` lists: one `unnest` array a column."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
