@@ -46,6 +46,7 @@ from payhook.webhooks import signatures
 
 WRK_SCRIPT = Path(__file__).parent / "wrk" / "unique_post.lua"
 EVENTS_SCRIPT = Path(__file__).parent / "wrk" / "provider_events.lua"
+DELIVERY_SCRIPT = Path(__file__).parent / "wrk" / "forwarded_delivery.lua"
 RESULTS = Path(__file__).parent / "results"
 CONNECTIONS = 64
 INGEST_SECONDS = 8
@@ -78,6 +79,7 @@ class LatenessResult:
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     rss_series_mb: list[float] = field(default_factory=list)
     per_second: float | None = None  # forwarding: deliveries per second, first due to last
+    ceiling_per_second: float | None = None  # forwarding: the receiver alone under wrk, req/s
 
 
 def say(message: str) -> None:
@@ -329,19 +331,21 @@ class Bench:
             worker = PayhookProcess.worker(worker_env, self.work, "forward-worker").start()
             processes.append(worker)
         try:
-            with (
-                server(receiver, receiver_port, self.work / "receiver.log", {}),
-                server([str(PAYHOOK), "serve"], port, self.work / f"{name}.log", env) as pid,
-            ):
-                self.send_count(f"http://127.0.0.1:{port}", url, 10_000)
-                # On a loaded machine wrk may store fewer within its minute: measure those.
-                stored = asyncio.run(_counts(url))[1]
-                peak = self.wait_processed(url, stored, pid, timeout=300)
+            with server(receiver, receiver_port, self.work / "receiver.log", {}):
+                # The ceiling: the receiver alone, as many connections as payhook may use.
+                ceiling = wrk(f"http://127.0.0.1:{receiver_port}", 5, DELIVERY_SCRIPT)
+                say(f"  the receiver alone: {ceiling.rps:,.0f} req/s, {ceiling.errors} errors")
+                with server([str(PAYHOOK), "serve"], port, self.work / f"{name}.log", env) as pid:
+                    self.send_count(f"http://127.0.0.1:{port}", url, 10_000)
+                    # On a loaded machine wrk may store fewer within its minute: measure those.
+                    stored = asyncio.run(_counts(url))[1]
+                    peak = self.wait_processed(url, stored, pid, timeout=300)
         finally:
             for process in processes:
                 process.stop()
         result = self.lateness_of(name, url, 5.0, peak)
         result.per_second = asyncio.run(_deliveries_per_second(url))
+        result.ceiling_per_second = ceiling.rps
         say(f"  {result.per_second:,.0f} deliveries/s from the first due to the last delivered")
         self.lateness.append(result)
 
@@ -602,6 +606,8 @@ def report(bench: Bench, out: Path) -> None:
         print(f"{lt.name:44} {lt.count:7,} {lt.p50_s:7.3f} {lt.p99_s:7.3f} {lt.max_s:7.3f}  {rss}")
         if lt.per_second is not None:
             print(f"{'':44} {lt.per_second:,.0f} deliveries/s (first due to last delivered)")
+        if lt.ceiling_per_second is not None:
+            print(f"{'':44} ceiling: the receiver alone, {lt.ceiling_per_second:,.0f} req/s (wrk)")
         if lt.rss_series_mb:
             print(f"{'':44} RSS every 5 s: {[round(v) for v in lt.rss_series_mb]}")
     if bench.growth:
