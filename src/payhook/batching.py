@@ -3,8 +3,10 @@
 Callers `submit` an item and wait. One writer task takes everything queued so far (up to
 `max_batch`), hands it to `write` as one batch, and answers each caller with its own result.
 While a write is in flight new items queue up, so batches grow exactly as fast as load does and
-an idle system adds no latency. A write longer than `write_timeout_seconds` fails (its callers
-get the TimeoutError), and an item whose caller stopped waiting is not written.
+an idle system adds no latency. With `writers` > 1, another writer takes the next batch while
+one is in flight (the write must then be safe to run concurrently with itself). A write longer
+than `write_timeout_seconds` fails (its callers get the TimeoutError), and an item whose caller
+stopped waiting is not written.
 """
 
 from __future__ import annotations
@@ -35,30 +37,35 @@ class GroupCommitter(Generic[T, R]):
         max_batch: int,
         name: str,
         write_timeout_seconds: float | None = None,
+        writers: int = 1,
     ) -> None:
         self._write = write
         self._max_batch = max_batch
+        self._writers = writers
         self._write_timeout = write_timeout_seconds
         self._name = name
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self._name)
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"{self._name}-{number}")
+            for number in range(self._writers)
+        ]
 
     async def stop(self) -> None:
         """Write what is queued, then stop."""
-        if self._task is None:
+        if not self._tasks:
             return
         self._closing = True
         self._ready.set()
-        await self._task
-        self._task = None
+        await asyncio.gather(*self._tasks)
+        self._tasks = []
 
     async def submit(self, item: T) -> R:
-        if self._closing or self._task is None:
+        if self._closing or not self._tasks:
             raise CommitterStopped(f"{self._name} is not running")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))

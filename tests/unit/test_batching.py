@@ -29,6 +29,35 @@ async def test_concurrent_submissions_are_batched_and_answered_in_order() -> Non
     assert sorted(i for batch in batches for i in batch) == list(range(50))
 
 
+async def test_with_two_writers_the_next_batch_is_written_while_one_is_in_flight() -> None:
+    in_flight = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def write(items: Sequence[int]) -> list[int]:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await release.wait()
+        in_flight -= 1
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(write, max_batch=100, name="t", writers=2)
+    committer.start()
+    first = asyncio.ensure_future(committer.submit(1))
+    await asyncio.sleep(0.01)  # the first writer takes [1] and waits in `write`
+    second = asyncio.ensure_future(committer.submit(2))
+    async with asyncio.timeout(5):
+        while most < 2:
+            await asyncio.sleep(0.001)
+    release.set()
+    assert await asyncio.gather(first, second) == [1, 2]
+    third = asyncio.ensure_future(committer.submit(3))
+    await asyncio.sleep(0)  # queued as the writers stop: still written
+    await committer.stop()
+    assert await third == 3
+
+
 async def test_batches_never_exceed_the_limit() -> None:
     sizes: list[int] = []
 

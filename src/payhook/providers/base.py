@@ -18,11 +18,12 @@ A provider is a stateless object named after its endpoint, `POST /v1/webhooks/<n
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+import orjson
 
 from payhook.config import Settings
 from payhook.providers.model import EventReceipt, ProviderEvent
@@ -92,5 +93,5 @@ def receipts_acknowledgement(receipts: Sequence[EventReceipt]) -> Acknowledgemen
         {"id": r.event_id, "transaction_id": r.transaction_id, "verdict": r.verdict.value}
         for r in receipts
     ]
-    body = json.dumps({"received": True, "events": events}).encode()
+    body = orjson.dumps({"received": True, "events": events})
     return Acknowledgement(200, body, "application/json")

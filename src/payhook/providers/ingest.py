@@ -16,6 +16,12 @@ from payhook.providers.repository import ProviderDelivery, ProviderEventReposito
 log = structlog.get_logger(__name__)
 
 
+WRITERS = 2
+"""Batches in flight at once: one is judged in Python while the other waits on the database.
+Safe because a batch locks its payments and event ids first (`ProviderEventRepository`), as two
+API processes already must be; measured in benchmarks/README.md (Stripe ingest)."""
+
+
 class ProviderIngestor:
     """Stores provider events through one group-committing writer per process."""
 
@@ -30,7 +36,7 @@ class ProviderIngestor:
         self._delay = timedelta(seconds=delay_seconds)
         self._on_stored = on_stored
         self._committer: GroupCommitter[ProviderDelivery, list[EventReceipt]] = GroupCommitter(
-            repository.ingest, max_batch=max_batch, name="provider_ingest"
+            repository.ingest, max_batch=max_batch, name="provider_ingest", writers=WRITERS
         )
 
     def start(self) -> None:

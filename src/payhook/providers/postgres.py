@@ -1,18 +1,22 @@
 """The provider-event ingest on PostgreSQL: three statements a batch, on asyncpg directly.
 
-Whatever the batch's size: the advisory locks of its payments, one read (the stored rows of its
-event ids and of its payments), one write (the new events, the changed stored events and the
-payments' transactions, as data-modifying CTEs). Each is a prepared statement over arrays
-(`unnest`), so its text, plan and cache entry are the same for every batch. Through SQLAlchemy
-the same work took eight statements, a new text for every batch size, and most of a batch's
-time went to binding rows one by one (benchmarks/README.md, Stripe ingest).
+Whatever the batch's size: BEGIN with the advisory locks of its payments and event ids, one read
+(the stored rows of its event ids and of its payments), one write (the new events, the changed
+stored events and the payments' transactions, as data-modifying CTEs). Each is a prepared
+statement over arrays (`unnest`), so its text, plan and cache entry are the same for every
+batch. Through SQLAlchemy the same work took eight statements, a new text for every batch size,
+and most of a batch's time went to binding rows one by one (benchmarks/README.md, Stripe
+ingest).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from functools import cache
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhook.providers.records import EventRow, EventUpdate, Payment, StoredEvent
 from payhook.transactions import postgres
@@ -40,9 +44,11 @@ REFRESHED = tuple(c for c in TRANSACTION_COLUMNS if c not in ("transaction_id", 
 FENCED = ("claim_token", "lease_expires_at", "last_error")
 """Cleared by a change: the step in flight is fenced off and runs again on the new state."""
 
+BEGIN_LOCKED = (
+    "BEGIN; SELECT count(pg_advisory_xact_lock(k)) FROM unnest('{{{listed}}}'::bigint[]) AS k"
+)
 _STORED = ", ".join(StoredEvent._fields)
 
-LOCK = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
 READ = (
     f"SELECT {_STORED} FROM provider_events "  # noqa: S608 (names, no values)
     "WHERE (provider, event_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
@@ -51,15 +57,33 @@ READ = (
 )
 
 
+@asynccontextmanager
+async def locked_transaction(engine: AsyncEngine, keys: Sequence[int]) -> AsyncIterator[Any]:
+    """A pooled connection's asyncpg connection in a transaction holding `keys`' advisory locks.
+
+    BEGIN and the locks go in one round trip (the simple-query protocol takes both statements
+    at once); the keys are integers, written into the text. They are taken in ascending order,
+    so two batches wanting some of the same keys never deadlock.
+    """
+    listed = ",".join(str(int(key)) for key in sorted(keys))
+    begin = BEGIN_LOCKED.format(listed=listed)
+    async with engine.connect() as conn:
+        try:
+            driver = await postgres.driver_connection(conn)
+            await driver.execute(begin)
+            yield driver
+            await driver.execute("COMMIT")
+        except BaseException:
+            # Closing the connection rolls the transaction back; it is never pooled again.
+            await conn.invalidate()
+            raise
+
+
 class AsyncpgEventSteps:
     """`EventSteps` on one asyncpg connection, inside the caller's transaction."""
 
     def __init__(self, driver: Any) -> None:
         self._driver = driver
-
-    async def lock(self, keys: Sequence[int]) -> None:
-        if keys:
-            await self._driver.fetchval(LOCK, list(keys))
 
     async def read(
         self, events: Sequence[tuple[str, str]], payments: Sequence[Payment]

@@ -1,11 +1,13 @@
 """All SQL of provider events: one group-committed ingest for every provider, on both databases.
 
 One batch (every request that arrived while the previous batch was being written) is one
-database transaction, in three steps whatever its size (`EventSteps`; PostgreSQL's are in
+database transaction, in three steps whatever its size (PostgreSQL's in
 `payhook.providers.postgres`, SQLite's here):
 
-1. lock: the touched payments' PostgreSQL advisory locks, in one sorted order (SQLite's writer
-   lock already serialises batches), so two API processes never fold the same payment apart;
+1. lock: BEGIN with PostgreSQL advisory locks on the batch's payments and event ids, in one
+   sorted order (SQLite's BEGIN IMMEDIATE already serialises batches), so two batches in flight
+   at once (in one API process or two) never fold one payment apart nor both take one event id
+   as new;
 2. read: the stored rows of the batch's event ids and of its payments;
 3. write: the new events, the stored events that changed, the payments' transactions.
 
@@ -41,10 +43,14 @@ from payhook.providers.model import (
     Observed,
     ProviderEvent,
 )
-from payhook.providers.postgres import FENCED, REFRESHED, AsyncpgEventSteps
+from payhook.providers.postgres import (
+    FENCED,
+    REFRESHED,
+    AsyncpgEventSteps,
+    locked_transaction,
+)
 from payhook.providers.records import EventRow, EventUpdate, Payment, StoredEvent
 from payhook.providers.state import PaymentSnapshot, fold, judge
-from payhook.transactions import postgres
 from payhook.transactions.models import TransactionStatus, provider_events, transactions
 
 APPLIED, WAITING, DUPLICATE = EventVerdict.APPLIED, EventVerdict.WAITING, EventVerdict.DUPLICATE
@@ -69,9 +75,7 @@ class _Arrival:
 
 
 class EventSteps(Protocol):
-    """The three statements of a batch, as a database runs them."""
-
-    async def lock(self, keys: Sequence[int]) -> None: ...
+    """A batch's statements after its locks, as a database runs them."""
 
     async def read(
         self, events: Sequence[tuple[str, str]], payments: Sequence[Payment]
@@ -99,12 +103,13 @@ class ProviderEventRepository:
             for delivery in batch
             for event in delivery.events
         ]
+        work = _Batch(arrivals)
         if self._postgres:
-            async with postgres.driver_transaction(self._engine) as driver:
-                verdicts = await _Batch(arrivals).store(AsyncpgEventSteps(driver))
+            async with locked_transaction(self._engine, work.lock_keys()) as driver:
+                verdicts = await work.store(AsyncpgEventSteps(driver))
         else:
-            async with self._engine.begin() as conn:
-                verdicts = await _Batch(arrivals).store(SqlAlchemyEventSteps(conn))
+            async with self._engine.begin() as conn:  # BEGIN IMMEDIATE: one writer at a time
+                verdicts = await work.store(SqlAlchemyEventSteps(conn))
         receipts = iter(
             EventReceipt(a.event.event_id, a.event.event_type, a.event.transaction_id, verdict)
             for a, verdict in zip(arrivals, verdicts, strict=True)
@@ -121,11 +126,14 @@ class _Batch:
         self.known: dict[tuple[str, str], dict[str, int | None]] = defaultdict(dict)
         self.stored: dict[Payment, list[StoredEvent]] = defaultdict(list)
         self.updates: dict[int, EventUpdate] = {}
+        self.event_keys = sorted({(a.event.provider, a.event.event_id) for a in arrivals})
+
+    def lock_keys(self) -> list[int]:
+        """The advisory lock keys of the batch's payments and event ids."""
+        return sorted({_lock_key(key) for key in (*self.payments, *self.event_keys)})
 
     async def store(self, steps: EventSteps) -> list[EventVerdict]:
-        await steps.lock(sorted({_lock_key(payment) for payment in self.payments}))
-        keys = sorted({(a.event.provider, a.event.event_id) for a in self.arrivals})
-        self._index(await steps.read(keys, self.payments))
+        self._index(await steps.read(self.event_keys, self.payments))
         verdicts: list[EventVerdict | None] = [self._dedupe(a) for a in self.arrivals]
         fresh = [a for a, v in zip(self.arrivals, verdicts, strict=True) if v is None]
         judged, payments = self._judge(fresh)
@@ -213,9 +221,6 @@ class SqlAlchemyEventSteps:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def lock(self, keys: Sequence[int]) -> None:
-        """Nothing to take: SQLite admits one writing transaction at a time."""
-
     async def read(
         self, events: Sequence[tuple[str, str]], payments: Sequence[Payment]
     ) -> list[StoredEvent]:
@@ -292,8 +297,9 @@ def _payment(event: ProviderEvent) -> Payment:
     return (event.provider, event.transaction_id)
 
 
-def _lock_key(payment: Payment) -> int:
-    digest = hashlib.sha256("\x1f".join(payment).encode()).digest()
+def _lock_key(key: tuple[str, str]) -> int:
+    """A payment's (provider, id) or an event's (provider, event id), as an advisory lock key."""
+    digest = hashlib.sha256("\x1f".join(key).encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 

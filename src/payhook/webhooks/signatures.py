@@ -10,7 +10,6 @@ first one signs. `sign` produces the headers a provider would send, for tests an
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -150,7 +149,7 @@ def verifier_from_settings(settings: Settings) -> Verifier:
 
 
 def _digest(key: bytes, message: bytes) -> bytes:
-    return hmac.new(key, message, hashlib.sha256).digest()
+    return hmac.digest(key, message, "sha256")  # OpenSSL's one-shot HMAC
 
 
 def _required(keys: list[bytes]) -> list[bytes]:
