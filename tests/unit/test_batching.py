@@ -31,13 +31,13 @@ async def test_concurrent_submissions_are_batched_and_answered_in_order() -> Non
 
 async def test_with_two_writers_the_next_batch_is_written_while_one_is_in_flight() -> None:
     in_flight = 0
-    most = 0
-    release = asyncio.Event()
+    release, both_in_flight = asyncio.Event(), asyncio.Event()
 
     async def write(items: Sequence[int]) -> list[int]:
-        nonlocal in_flight, most
+        nonlocal in_flight
         in_flight += 1
-        most = max(most, in_flight)
+        if in_flight == 2:
+            both_in_flight.set()
         await release.wait()
         in_flight -= 1
         return list(items)
@@ -47,9 +47,8 @@ async def test_with_two_writers_the_next_batch_is_written_while_one_is_in_flight
     first = asyncio.ensure_future(committer.submit(1))
     await asyncio.sleep(0.01)  # the first writer takes [1] and waits in `write`
     second = asyncio.ensure_future(committer.submit(2))
-    async with asyncio.timeout(5):
-        while most < 2:
-            await asyncio.sleep(0.001)
+    async with asyncio.timeout(5):  # a hang bound: one writer alone would never get here
+        await both_in_flight.wait()
     release.set()
     assert await asyncio.gather(first, second) == [1, 2]
     third = asyncio.ensure_future(committer.submit(3))
