@@ -50,7 +50,7 @@ async def test_with_two_writers_the_next_batch_is_written_while_one_is_in_flight
     async with asyncio.timeout(5):  # a hang bound: one writer alone would never get here
         await both_in_flight.wait()
     release.set()
-    assert await asyncio.gather(first, second) == [1, 2]
+    assert [await first, await second] == [1, 2]
     third = asyncio.ensure_future(committer.submit(3))
     await asyncio.sleep(0)  # queued as the writers stop: still written
     await committer.stop()
