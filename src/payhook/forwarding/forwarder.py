@@ -102,6 +102,8 @@ class Forwarder:
                 ),
                 headers={"content-type": "application/json", "user-agent": USER_AGENT},
                 cookie_jar=aiohttp.DummyCookieJar(),  # a destination's cookies are not kept
+                # DESTINATION_TIMEOUT_SECONDS bounds each request (`_send`): no second timer.
+                timeout=aiohttp.ClientTimeout(total=None),
             )
         return self._session
 
