@@ -80,6 +80,7 @@ class LatenessResult:
     rss_series_mb: list[float] = field(default_factory=list)
     per_second: float | None = None  # forwarding: deliveries per second, first due to last
     ceiling_per_second: float | None = None  # forwarding: the receiver alone under wrk, req/s
+    stored_in_s: float | None = None  # forwarding: first to last stored (when they fell due)
 
 
 def say(message: str) -> None:
@@ -344,9 +345,12 @@ class Bench:
             for process in processes:
                 process.stop()
         result = self.lateness_of(name, url, 5.0, peak)
-        result.per_second = asyncio.run(_deliveries_per_second(url))
+        result.per_second, result.stored_in_s = asyncio.run(_deliveries_per_second(url))
         result.ceiling_per_second = ceiling.rps
-        say(f"  {result.per_second:,.0f} deliveries/s from the first due to the last delivered")
+        say(
+            f"  {result.per_second:,.0f} deliveries/s from the first due to the last delivered; "
+            f"wrk stored them in {result.stored_in_s:.1f} s"
+        )
         self.lateness.append(result)
 
     def send_count(self, base_url: str, url: str, count: int) -> None:
@@ -538,21 +542,24 @@ async def _lateness(url: str, delay: float) -> list[float]:
         await engine.dispose()
 
 
-async def _deliveries_per_second(url: str) -> float:
-    """Delivered transactions over the time from the first falling due to the last delivered."""
+async def _deliveries_per_second(url: str) -> tuple[float, float]:
+    """Delivered transactions over the time from the first falling due to the last delivered,
+    and the seconds from the first stored to the last: no process delivers faster than that
+    spread lets them fall due."""
     engine = create_engine(Settings(_env_file=None, database_url=url))
     try:
         async with engine.connect() as conn:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT count(*), extract(epoch FROM max(processed_at) - min(due_at)) "
+                        "SELECT count(*), extract(epoch FROM max(processed_at) - min(due_at)), "
+                        "extract(epoch FROM max(created_at) - min(created_at)) "
                         "FROM transactions WHERE status = 'PROCESSED' "
                         "AND transaction_id LIKE 'wrk-%'"
                     )
                 )
             ).one()
-            return float(row[0]) / max(float(row[1]), 1e-3)
+            return float(row[0]) / max(float(row[1]), 1e-3), float(row[2])
     finally:
         await engine.dispose()
 
@@ -606,6 +613,8 @@ def report(bench: Bench, out: Path) -> None:
         print(f"{lt.name:44} {lt.count:7,} {lt.p50_s:7.3f} {lt.p99_s:7.3f} {lt.max_s:7.3f}  {rss}")
         if lt.per_second is not None:
             print(f"{'':44} {lt.per_second:,.0f} deliveries/s (first due to last delivered)")
+        if lt.stored_in_s is not None:
+            print(f"{'':44} wrk stored them (and they fell due) over {lt.stored_in_s:.1f} s")
         if lt.ceiling_per_second is not None:
             print(f"{'':44} ceiling: the receiver alone, {lt.ceiling_per_second:,.0f} req/s (wrk)")
         if lt.rss_series_mb:
