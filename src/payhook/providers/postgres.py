@@ -11,11 +11,15 @@ ingest).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import base64
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
+import orjson
+from sqlalchemy import Column, LargeBinary, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payhook.providers.records import EventRow, EventUpdate, Payment, StoredEvent
@@ -97,18 +101,13 @@ class AsyncpgEventSteps:
         updates: Sequence[EventUpdate],
         payments: Sequence[dict[str, Any]],
     ) -> None:
-        await self._driver.execute(
-            _write(),
-            *postgres.arrays(events, EVENT_COLUMNS),
-            *_columns(updates, 4),
-            *postgres.arrays(payments, TRANSACTION_COLUMNS),
-        )
+        await self._driver.execute(_write(), _json(events), *_columns(updates, 4), _json(payments))
 
 
 @cache
 def _write() -> str:
-    new_events = postgres.unnest_insert(provider_events, EVENT_COLUMNS)
-    first = len(EVENT_COLUMNS) + 1
+    new_events = _json_insert(provider_events, EVENT_COLUMNS, 1)
+    first = 2
     changed = (
         "UPDATE provider_events AS e SET deliveries = e.deliveries + u.added, "  # noqa: S608
         "last_received_at = coalesce(u.at, e.last_received_at), "
@@ -117,7 +116,7 @@ def _write() -> str:
         f"${first + 2}::timestamptz[], ${first + 3}::text[]) AS u(id, added, at, verdict) "
         "WHERE e.id = u.id"
     )
-    upsert = postgres.unnest_insert(transactions, TRANSACTION_COLUMNS, first + 4)
+    upsert = _json_insert(transactions, TRANSACTION_COLUMNS, first + 4)
     refreshed = ", ".join(f"{name} = EXCLUDED.{name}" for name in REFRESHED)
     fenced = ", ".join(f"{name} = NULL" for name in FENCED)
     upsert += f" ON CONFLICT (transaction_id, provider) DO UPDATE SET {refreshed}, {fenced}"
@@ -128,6 +127,43 @@ def _write() -> str:
         f"payments AS ({upsert}) "
         "SELECT 1"
     )
+
+
+def _json_insert(table: Table, columns: Sequence[str], position: int) -> str:
+    """`INSERT INTO table (columns)` from the rows given as one JSON array at `$position`.
+
+    One JSON text instead of an array a column: asyncpg checks every element of an array
+    parameter for being a nested array, and for these rows that took a third of the write's
+    CPU (py-spy --native). Bytes travel as base64, decimals as strings (exact).
+    """
+    declared = ", ".join(
+        f"{name} {'text' if _is_bytes(table.c[name]) else postgres.scalar_type(table.c[name])}"
+        for name in columns
+    )
+    values = ", ".join(
+        f"decode({name}, 'base64')" if _is_bytes(table.c[name]) else name for name in columns
+    )
+    names = ", ".join(columns)
+    return (
+        f"INSERT INTO {table.name} ({names}) SELECT {values} "  # noqa: S608 (names, no values)
+        f"FROM json_to_recordset(${position}::json) AS r({declared})"
+    )
+
+
+def _is_bytes(column: Column[Any]) -> bool:
+    return isinstance(column.type, LargeBinary)
+
+
+def _json(rows: Sequence[Mapping[str, Any]]) -> str:
+    return orjson.dumps(rows, default=_json_value).decode()
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not stored as JSON")
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

@@ -95,8 +95,13 @@ def arrays(rows: Sequence[Row], columns: Sequence[str]) -> list[list[Any]]:
 
 def array_type(column: Column[Any]) -> str:
     """The PostgreSQL array type of a column's values, e.g. `VARCHAR[]`."""
+    return scalar_type(column) + "[]"
+
+
+def scalar_type(column: Column[Any]) -> str:
+    """The PostgreSQL type of a column's values, e.g. `VARCHAR`."""
     # Without a length: casting to VARCHAR(n) would truncate silently, where the INSERT refuses.
-    return re.sub(r"\(\d+\)", "", column.type.compile(dialect=_DIALECT)) + "[]"
+    return re.sub(r"\(\d+\)", "", column.type.compile(dialect=_DIALECT))
 
 
 @cache
