@@ -121,11 +121,11 @@ def test_verdicts_in_arrival_order() -> None:
     refund = seen(3, refund_id="re_1", refund_minor=500)
     paid = seen(2, state=S.CAPTURED, amount_minor=1000, currency="USD")
     late = seen(1, state=S.AUTHORIZED, amount_minor=1000, currency="USD")
-    verdicts, snapshot = judge([], [refund, paid, late])
+    verdicts, _, snapshot = judge([], [refund, paid, late])
     assert verdicts == [EventVerdict.WAITING, EventVerdict.APPLIED, EventVerdict.STALE]
     assert snapshot is not None
     assert snapshot.payment_state is S.PARTIALLY_REFUNDED
-    again, _ = judge([refund, paid, late], [seen(4, dispute_opened=True)])
+    again, _, _ = judge([refund, paid, late], [seen(4, dispute_opened=True)])
     assert again == [EventVerdict.APPLIED]
 
 
@@ -163,7 +163,7 @@ def test_any_arrival_order_folds_to_the_same_snapshot(
     shuffled = data.draw(st.permutations(items))
     assert fold(shuffled) == fold(items)
     # Event by event, as the ingest sees them, the last snapshot is the same too.
-    _, stepwise = judge(shuffled[: len(shuffled) // 2], shuffled[len(shuffled) // 2 :])
+    _, _, stepwise = judge(shuffled[: len(shuffled) // 2], shuffled[len(shuffled) // 2 :])
     assert stepwise == fold(items)
 
 

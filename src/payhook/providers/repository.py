@@ -23,6 +23,7 @@ stored or in this batch, into `applied`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -50,7 +51,7 @@ from payhook.providers.postgres import (
     locked_transaction,
 )
 from payhook.providers.records import EventRow, EventUpdate, Payment, StoredEvent
-from payhook.providers.state import PaymentSnapshot, fold, judge
+from payhook.providers.state import PaymentSnapshot, judge
 from payhook.transactions.models import TransactionStatus, provider_events, transactions
 
 APPLIED, WAITING, DUPLICATE = EventVerdict.APPLIED, EventVerdict.WAITING, EventVerdict.DUPLICATE
@@ -174,8 +175,7 @@ class _Batch:
         for payment, group in by_payment.items():
             stored = self.stored[payment]
             observed = [_observed(row) for row in stored]
-            before = fold(observed)
-            results, after = judge(observed, [a.event.observed() for a in group])
+            results, before, after = judge(observed, [a.event.observed() for a in group])
             if after is not None:  # the payment is known: nothing of it waits any more
                 results = [APPLIED if v is WAITING else v for v in results]
                 if before is None:
@@ -289,7 +289,12 @@ _UPDATE_EVENT = (
 
 def _observed(row: StoredEvent) -> Observed:
     assert row.observation is not None
-    return Observed(Observation.from_json(row.observation), row.occurred_at, row.event_id)
+    return Observed(_parsed(row.observation), row.occurred_at, row.event_id)
+
+
+_parsed = functools.lru_cache(maxsize=16_384)(Observation.from_json)
+"""A payment's stored observations are read again by every batch that touches it: each text is
+parsed once while it stays among the recent (Observation is immutable; about 6 MB at most)."""
 
 
 def _payment(event: ProviderEvent) -> Payment:

@@ -57,10 +57,16 @@ def fold(observed: Iterable[Observed]) -> PaymentSnapshot | None:
     return folding.snapshot()
 
 
-def judge(
-    stored: Sequence[Observed], arriving: Sequence[Observed]
-) -> tuple[list[EventVerdict], PaymentSnapshot | None]:
-    """Verdicts of `arriving` events, taken in order on top of `stored`, and the final snapshot.
+class Judgement(NamedTuple):
+    """What arriving events did: a verdict each, and the snapshot before and after them."""
+
+    verdicts: list[EventVerdict]
+    before: PaymentSnapshot | None
+    after: PaymentSnapshot | None
+
+
+def judge(stored: Sequence[Observed], arriving: Sequence[Observed]) -> Judgement:
+    """Verdicts of `arriving` events, taken in order on top of `stored`, and the snapshots.
 
     An event is `applied` when it changes the snapshot, `stale` when it changes nothing and
     `waiting` while the payment has no snapshot yet.
@@ -68,14 +74,14 @@ def judge(
     folding = _Folding()
     for item in stored:
         folding.add(item)
-    snapshot = folding.snapshot()
+    before = snapshot = folding.snapshot()
     verdicts = []
     for item in arriving:
         folding.add(item)
         after = folding.snapshot()
         verdicts.append(_verdict(snapshot, after))
         snapshot = after
-    return verdicts, snapshot
+    return Judgement(verdicts, before, snapshot)
 
 
 _Order = tuple[int, datetime, str]
