@@ -66,6 +66,7 @@ class IngestResult:
     percentiles_ms: dict[str, float] = field(default_factory=dict)
     ratio: float | None = None
     rounds_rps: list[float] = field(default_factory=list)
+    cpu_us: float | None = None  # the server's CPU time per request (its processes, all cores)
 
 
 @dataclass
@@ -143,6 +144,23 @@ def rss_mb(pid: int) -> dict[str, float]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its children.
+
+    Per request, it says what the server costs even when other work on the machine takes the
+    cores the throughput figures need: a shared machine moves req/s far more than CPU/request.
+    """
+    ticks = 0
+    for candidate in [pid, *_children(pid)]:
+        try:
+            stat = Path(f"/proc/{candidate}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _children(pid: int) -> list[int]:
     try:
         text_ = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -181,13 +199,16 @@ class Bench:
         wrk_env: dict[str, str],
         script: Path = WRK_SCRIPT,
     ) -> IngestResult:
-        with server(command, port, self.work / "ingest.log", env):
+        with server(command, port, self.work / "ingest.log", env) as pid:
             wrk(f"http://127.0.0.1:{port}", 2, script, **wrk_env)  # warm-up
+            before = cpu_seconds(pid)
             result = wrk(f"http://127.0.0.1:{port}", INGEST_SECONDS, script, **wrk_env)
+            used = cpu_seconds(pid) - before
         result.name = name
+        result.cpu_us = 1e6 * used / max(result.rps * INGEST_SECONDS, 1.0)
         say(
             f"  {name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
-            f"p99 {result.p99_ms:.1f} ms"
+            f"p99 {result.p99_ms:.1f} ms, {result.cpu_us:,.0f} us of server CPU a request"
         )
         return result
 
@@ -600,11 +621,14 @@ TARGETS = {
 
 def report(bench: Bench, out: Path) -> None:
     print("\nIngest (wrk, 1 thread, 64 connections, 8 s; the median of the rounds):")
-    print(f"{'scenario':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6}")
+    print(
+        f"{'scenario':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6} "
+        f"{'CPU us/req':>10}"
+    )
     for r in bench.ingest:
         print(
             f"{r.name:38} {r.rps:9,.0f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} {r.errors:7d} "
-            f"{r.ratio or 0:6.2f}"
+            f"{r.ratio or 0:6.2f} {r.cpu_us or 0:10,.0f}"
         )
     print("\nProcessing lateness (processed_at - created_at - delay):")
     print(f"{'scenario':44} {'count':>7} {'p50 s':>7} {'p99 s':>7} {'max s':>7}  peak RSS MB")
