@@ -271,6 +271,12 @@ async def test_operators_see_provider_state_and_every_event_with_its_verdict(
     generic = await client.get("/v1/transactions?provider=none", headers=ADMIN)
     assert [i["transaction_id"] for i in generic.json()["items"]] == ["txn_generic_1"]
     assert generic.json()["items"][0]["provider"] is None
+    for unknown in ("strip", "Stripe", "generic"):  # a typo is a 422 naming the choices
+        refused = await client.get(f"/v1/transactions?provider={unknown}", headers=ADMIN)
+        assert refused.status_code == 422, refused.text
+        assert "stripe, razorpay, adyen, paypal, none" in refused.text
+        path = f"/v1/transactions/{PI}/timeline?provider={unknown}"
+        assert (await client.get(path, headers=ADMIN)).status_code == 422
 
     timeline = await client.get(f"/v1/transactions/{PI}/timeline?raw=true", headers=ADMIN)
     assert timeline.status_code == 200, timeline.text

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from payhook.operators.schemas import TransactionFilter, TransactionSummary
+from payhook.operators.schemas import NO_PROVIDER, TransactionFilter, TransactionSummary
 from payhook.providers.model import EventVerdict
 from payhook.transactions.models import (
     GENERIC,
@@ -42,8 +42,6 @@ from payhook.transactions.models import (
 
 AnyRow = Row[*tuple[Any, ...]]
 RowKey = tuple[str, str]  # (transaction_id, provider): a transaction's identity
-NO_PROVIDER = "none"
-"""The `provider` value naming the generic endpoint's transactions."""
 # A page's position: the (created_at, transaction_id) of the last row shown.
 Keyset = tuple[datetime, str]
 PURGE_BATCH = 1000

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from payhook.providers.model import PaymentState
+from payhook.providers.registry import PROVIDERS
 from payhook.transactions.models import TransactionStatus
 from payhook.transactions.schemas import (
     CONTROL_FREE_PATTERN,
@@ -79,10 +80,22 @@ Reason = Annotated[
 ]
 
 
+NO_PROVIDER = "none"
+"""The `provider` value naming the generic endpoint's transactions."""
+PROVIDER_NAMES = (*PROVIDERS, NO_PROVIDER)
+"""What `provider` may name: a provider payhook knows, or `none` for the generic endpoint."""
+
+
+def _known_provider(name: str) -> str:
+    if name not in PROVIDER_NAMES:
+        raise ValueError(f"unknown provider; one of {', '.join(PROVIDER_NAMES)}")
+    return name
+
+
 ProviderName = Annotated[
     str,
-    Field(max_length=32, json_schema_extra={"pattern": CONTROL_FREE_PATTERN}),
-    AfterValidator(no_control_characters),
+    Field(max_length=32, json_schema_extra={"enum": list(PROVIDER_NAMES)}),
+    AfterValidator(_known_provider),
 ]
 
 # A transaction is unique per (provider, id): without `provider`, the generic endpoint's one with
