@@ -195,8 +195,10 @@ class Forwarder:
     ) -> tuple[int, str | None, str]:
         """The answer's status, Retry-After and excerpt.
 
-        A kept-alive connection that the destination closed while it was idle (a restart, its
-        own idle timeout) fails before the request reaches a live server: it is sent once more.
+        A connection closed without an answer is sent on once more: most often it is a
+        kept-alive one the destination closed while idle (a restart, its own idle timeout),
+        which the request never got through. If the destination did read it, this is one more
+        delivery of the same `webhook-id`, which it dedupes as it does any retry.
         """
         try:
             return await self._post_once(client, headers, body)
