@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -46,10 +45,11 @@ class Deployment:
     deployment_id: str
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def deployments(
-    postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path
+    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Deployment]]:
+    """Both deployments, started once for the module's tests (each test uses its own ids)."""
     found: list[Deployment] = []
     with ExitStack() as stack:
         for name in ("staging", "production"):
@@ -65,8 +65,7 @@ def deployments(
                 "PROCESSING_DELAY_SECONDS": "0.5",
                 "WORKER_CONCURRENCY": "4",
             }
-            work = tmp_path / name
-            work.mkdir()
+            work = tmp_path_factory.mktemp(name)
             worker = PayhookProcess.worker(env, work).start()
             stack.callback(worker.stop)
             api = PayhookProcess.serve(env, work).start()
@@ -107,8 +106,9 @@ def test_deployments_sharing_redis_process_only_their_own(deployments: list[Depl
     assert not waiting, {url: len(keys) for url, keys in waiting.items()}
 
 
-def logged(process: PayhookProcess, event: str) -> bool:
-    return event in process.log_path.read_text()
+def logged(process: PayhookProcess, event: str, since: int) -> bool:
+    """Whether the process logged `event` after the first `since` bytes of its log."""
+    return event.encode() in process.log_path.read_bytes()[since:]
 
 
 def test_a_batch_of_another_deployment_is_handed_on_loudly(
@@ -117,6 +117,8 @@ def test_a_batch_of_another_deployment_is_handed_on_loudly(
     """Only two databases sharing a deployment id could put one's batch on the other's queue;
     if it happens, the worker says so and passes the batch on to its own deployment's queue."""
     mine, theirs = deployments
+    # The workers served the module's other tests too: only what they log from here on counts.
+    mine_since, theirs_since = (d.worker.log_path.stat().st_size for d in (mine, theirs))
     app = configure(
         new_celery_app(),
         Settings(_env_file=None, redis_url=redis_server.url),
@@ -128,10 +130,10 @@ def test_a_batch_of_another_deployment_is_handed_on_loudly(
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not (
-        logged(mine.worker, "worker.foreign_batch")
-        and logged(theirs.worker, "worker.stale_skipped")
+        logged(mine.worker, "worker.foreign_batch", mine_since)
+        and logged(theirs.worker, "worker.stale_skipped", theirs_since)
     ):
         time.sleep(0.2)
-    assert logged(mine.worker, "worker.foreign_batch")
+    assert logged(mine.worker, "worker.foreign_batch", mine_since)
     # It reached their worker, which found no claim of that token (the id is made up here).
-    assert logged(theirs.worker, "worker.stale_skipped")
+    assert logged(theirs.worker, "worker.stale_skipped", theirs_since)
