@@ -69,7 +69,8 @@ def parse_time(text: str) -> datetime:
 
 @pytest.fixture
 async def client(server: PayhookProcess) -> Any:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+    # Generous: a loaded machine can take seconds to build /openapi.json the first time.
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         yield http
 
 
@@ -84,6 +85,7 @@ async def test_one_transaction_from_receipt_to_processed(
     client: httpx.AsyncClient, calls_file: Path
 ) -> None:
     key = new_id()
+    sent = time.monotonic()  # the transaction is created after this, so due after sent + delay
     response = await post(client, payload(key))
     assert response.status_code == 202
     assert response.json() == {"transaction_id": key, "status": "PROCESSING", "duplicate": False}
@@ -93,7 +95,9 @@ async def test_one_transaction_from_receipt_to_processed(
     assert '"amount": 150.50' in (await client.get(f"/v1/transactions/{key}")).text
     assert ISO_Z.match(view["created_at"])
     await asyncio.sleep(DELAY_SECONDS * 0.6)
-    assert (await fetch(client, key))["status"] == "PROCESSING"
+    status = (await fetch(client, key))["status"]
+    if time.monotonic() - sent < DELAY_SECONDS:  # answered before it fell due (a loaded machine
+        assert status == "PROCESSING"  # may get here later; `waited` below still holds then)
     view = await wait_processed(client, key)
     assert view["status"] == "PROCESSED"
     waited = parse_time(view["processed_at"]) - parse_time(view["created_at"])
