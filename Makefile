@@ -22,15 +22,27 @@ $(RUNTIME): requirements/prod.lock pyproject.toml $(BIN)/uv
 	$(UV) --no-deps -e .
 	@touch $(RUNTIME)
 
+# This step compiles the bytecode of every installed package once: where PYTHONDONTWRITEBYTECODE
+# is set (as in many containers), each payhook process the suite starts would otherwise compile
+# everything it imports again, seconds of CPU each.
 $(STAMP): requirements/dev.lock $(RUNTIME)
-	$(UV) --require-hashes -r requirements/dev.lock
+	$(UV) --require-hashes --compile-bytecode -r requirements/dev.lock
 	@touch $(STAMP)
 
 run: $(RUNTIME)  ## Start the service on the embedded default (SQLite, in-process executor).
 	$(BIN)/payhook serve
 
+# Most of the suite's time is waiting (delays, servers starting), so all but the real_time tests
+# run in TEST_WORKERS pytest-xdist processes, a module's tests on one worker (tests/conftest.py),
+# each worker with its own PostgreSQL and Redis. The real_time tests (outages, partitions, kill -9
+# on a clock) then run alone, one after another, as their time bounds assume. Coverage adds up.
+# --no-loadscope-reorder keeps the collection order, which starts with the long end-to-end files.
+TEST_WORKERS ?= 3
 test: $(STAMP)  ## The whole suite; the harness starts throwaway PostgreSQL and Redis itself.
-	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=85
+	$(BIN)/python -m pytest -m "not real_time" -n $(TEST_WORKERS) --dist loadgroup \
+		--no-loadscope-reorder --cov --cov-report=
+	$(BIN)/python -m pytest -m real_time --cov --cov-append \
+		--cov-report=term:skip-covered --cov-fail-under=85
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

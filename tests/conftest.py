@@ -31,6 +31,35 @@ def missing_service(reason: str) -> None:
     pytest.skip(reason)
 
 
+REAL_TIME_GROUP = "real-time"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Iterator[None]:
+    """How `make test` shares the suite among pytest-xdist workers (`--dist loadgroup`).
+
+    A module's tests stay on one worker, so its module-scoped servers start once. The tests
+    marked `real_time` (outages, partitions, kill -9 on a clock) form one group, run one after
+    another on one worker (`make test` runs them on their own, after the others). The groups are
+    marked before xdist reads them.
+    """
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+    yield
+    if config.getoption("loadgroup", False):  # an xdist worker, in a `--dist loadgroup` run
+        ungrouped = [item.nodeid for item in items if "@" not in item.nodeid]
+        if ungrouped:
+            raise pytest.UsageError(f"pytest-xdist did not group {ungrouped[0]} (issue 1386?)")
+
+
+def xdist_group(item: pytest.Item) -> str:
+    if item.get_closest_marker("real_time") is not None:
+        return REAL_TIME_GROUP
+    return item.nodeid.partition("::")[0]
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

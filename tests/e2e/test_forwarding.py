@@ -232,6 +232,7 @@ class SteadyLoad:
 
 
 @pytest.mark.slow
+@pytest.mark.real_time
 @pytest.mark.parametrize("topology", ["sqlite", "postgres+celery"])
 def test_a_30_second_outage_costs_time_not_transactions(
     topology: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -269,6 +270,7 @@ def test_a_30_second_outage_costs_time_not_transactions(
 
 
 @pytest.mark.slow
+@pytest.mark.real_time
 @pytest.mark.parametrize("topology", ["sqlite", "postgres+celery"])
 def test_kill_9_mid_delivery_delivers_each_at_least_once_and_at_most_twice(
     topology: str, request: pytest.FixtureRequest, tmp_path: Path

@@ -15,7 +15,7 @@ from tests.support.payloads import transaction_body
 from tests.support.processes import PayhookProcess
 from tests.support.steps import read_calls
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.real_time]
 
 
 def statuses(base_url: str, keys: list[str]) -> Counter[str]:

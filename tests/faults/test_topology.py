@@ -17,7 +17,7 @@ import os
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,14 +30,14 @@ from payhook.db import create_engine
 from payhook.migrate import upgrade
 from payhook.transactions.models import transactions
 from tests.conftest import own_postgres_or_skip, own_redis_or_skip
+from tests.faults.conftest import FIGURES
 from tests.faults.provider import Provider, ProviderLog
 from tests.support.processes import PayhookProcess
 from tests.support.services import PostgresServer, RedisServer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.real_time]
 
 COUNT = 2000
-SUMMARY: list[str] = []  # printed at the end of the run by tests/faults/conftest.py
 RATE = 100.0
 DELAY = 1.0
 STEP_SECONDS = 0.1
@@ -176,7 +176,9 @@ def read_call_log(path: Path) -> dict[str, list[tuple[int, float]]]:
     return calls
 
 
-def test_every_acknowledged_transaction_survives_the_faults(topology: Topology) -> None:
+def test_every_acknowledged_transaction_survives_the_faults(
+    topology: Topology, record_property: Callable[[str, object], None]
+) -> None:
     keys = [f"fault-{i:04d}-{uuid.uuid4().hex[:8]}" for i in range(COUNT)]
     log, watch = asyncio.run(run_load(topology, keys))
     acknowledged = set(log.acknowledged)
@@ -198,7 +200,7 @@ def test_every_acknowledged_transaction_survives_the_faults(topology: Topology) 
         for status, processed, created in found.values()
         if status == "PROCESSED" and processed is not None
     ]
-    SUMMARY.append(
+    figures = (
         f"fault suite: sent {len(log.sent)}, acknowledged {len(acknowledged)}, "
         f"statuses {dict(sorted(log.statuses.items()))}, connection errors "
         f"{log.connection_errors}, retries {log.retries}, lost {len(lost)}, "
@@ -207,6 +209,7 @@ def test_every_acknowledged_transaction_survives_the_faults(topology: Topology) 
         f"processed_at moved {len(watch.moved)}, max lateness {max(lateness):.2f} s, "
         f"p99 lateness {sorted(lateness)[int(0.99 * len(lateness))]:.2f} s"
     )
+    record_property(FIGURES, figures)  # printed at the end of the run (tests/faults/conftest.py)
     if dump := os.environ.get("PAYHOOK_FAULTS_DUMP"):
         rows = [(c.timestamp(), (p - c).total_seconds() - DELAY) for _, p, c in found.values() if p]
         Path(dump).write_text(json.dumps({"events": topology.events, "rows": rows}))
