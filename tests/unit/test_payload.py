@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import time
+import unicodedata
 from decimal import Decimal
 
 import pytest
 
 from payhook.errors import InvalidRequest, ValidationFailed
-from payhook.transactions.schemas import identifier_pattern, plain_identifier
+from payhook.transactions.schemas import _refused_alone, identifier_pattern, plain_identifier
 from payhook.webhooks.payload import parse_transaction
 
 VALID = {
@@ -189,3 +190,11 @@ def test_the_published_identifier_pattern_is_the_rule() -> None:
         except ValueError:
             accepted = False
         assert bool(pattern.fullmatch(text)) == accepted, hex(code)
+
+
+def test_printable_ascii_is_exactly_what_the_character_rule_lets_through() -> None:
+    """plain_identifier skips its per-character Unicode checks for printable ASCII: sound only
+    while, among ASCII characters, the rule refuses exactly the unprintable ones."""
+    for char in map(chr, range(128)):
+        assert _refused_alone(char) is (not char.isprintable()), repr(char)
+        assert unicodedata.is_normalized("NFC", char)
