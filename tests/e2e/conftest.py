@@ -50,15 +50,14 @@ def server_env(database_url: str, work: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres", "postgres+celery"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def topology(
+    request: pytest.FixtureRequest, work: Path, **extra_env: str
 ) -> Iterator[PayhookProcess]:
-    """The API on each topology: embedded executor on SQLite or PostgreSQL, or Celery workers."""
-    work = tmp_path_factory.mktemp("server")
+    """The API on `request.param` ("sqlite", "postgres" or "postgres+celery" with a worker)."""
     kind, _, executor = request.param.partition("+")
     with module_database(kind, request, work) as url:
-        env = server_env(url, work)
+        env = {**server_env(url, work), **extra_env}
         processes = []
         if executor == "celery":
             redis: RedisServer = request.getfixturevalue("redis_server")
@@ -71,6 +70,15 @@ def server(
         finally:
             for process in processes:
                 process.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres", "postgres+celery"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PayhookProcess]:
+    """The API on each topology: embedded executor on SQLite or PostgreSQL, or Celery workers."""
+    with topology(request, tmp_path_factory.mktemp("server")) as api:
+        yield api
 
 
 @pytest.fixture

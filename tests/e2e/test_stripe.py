@@ -26,9 +26,8 @@ from payhook.config import Settings
 from payhook.db import create_engine
 from payhook.providers import currencies, stripe_samples
 from payhook.transactions.models import provider_events
-from tests.e2e.conftest import module_database, server_env
+from tests.e2e.conftest import topology
 from tests.support.processes import PAYHOOK, PayhookProcess
-from tests.support.services import RedisServer
 from tests.support.steps import read_keys
 
 pytestmark = pytest.mark.e2e
@@ -42,22 +41,8 @@ VERDICTS = {"applied", "stale", "duplicate", "ignored", "waiting"}
 def stripe_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PayhookProcess]:
-    work = tmp_path_factory.mktemp("stripe")
-    kind, _, executor = request.param.partition("+")
-    with module_database(kind, request, work) as url:
-        env = {**server_env(url, work), "STRIPE_WEBHOOK_SECRET": SECRET}
-        processes = []
-        if executor == "celery":
-            redis: RedisServer = request.getfixturevalue("redis_server")
-            env["REDIS_URL"] = redis.url
-            processes.append(PayhookProcess.worker(env, work).start())
-        api = PayhookProcess.serve(env, work).start()
-        processes.append(api)
-        try:
-            yield api
-        finally:
-            for process in processes:
-                process.stop()
+    with topology(request, tmp_path_factory.mktemp("stripe"), STRIPE_WEBHOOK_SECRET=SECRET) as api:
+        yield api
 
 
 def post(
