@@ -198,7 +198,7 @@ def _runner(settings: Settings, repository: TransactionRepository, metrics: Metr
         from payhook.processing.celery_dispatch import CeleryRunner
 
         return CeleryRunner(repository, settings)
-    processor = Processor.from_settings(settings, repository, metrics)
+    processor = Processor.from_settings(settings, metrics)
     if processor.forwarding is not None:
         metrics.watch_destination(processor.forwarding.health)
     return EmbeddedRunner(repository, processor, settings, on_recorded=metrics.attempt)

@@ -20,10 +20,16 @@ class SendWindow:
         self.in_use = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def acquire(self) -> None:
-        """Wait for room in the window (first come, first served)."""
+    def try_acquire(self) -> bool:
+        """Take room in the window if there is some now and nobody waits for it."""
         if self.in_use < self.limit and not self._waiters:
             self.in_use += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Wait for room in the window (first come, first served)."""
+        if self.try_acquire():
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)

@@ -67,7 +67,7 @@ def _worker_runtime() -> WorkerRuntime:
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="payhook-loop", daemon=True).start()
             repository = TransactionRepository(create_engine(settings))
-            processor = Processor.from_settings(settings, repository)
+            processor = Processor.from_settings(settings)
             _runtime = WorkerRuntime(loop, repository, processor, settings.lease_seconds)
         return _runtime
 

@@ -16,7 +16,6 @@ from payhook.db import STORAGE_ERRORS
 from payhook.forwarding.step import DeliveryObserver, ForwardingStep
 from payhook.processing.steps import ProcessingStep, StepFailed, load_step
 from payhook.transactions.records import AttemptReport, ClaimedTransaction, Outcome
-from payhook.transactions.repository import TransactionRepository
 
 log = structlog.get_logger(__name__)
 
@@ -42,14 +41,11 @@ class Processor:
 
     @classmethod
     def from_settings(
-        cls,
-        settings: Settings,
-        repository: TransactionRepository,
-        observer: DeliveryObserver | None = None,
+        cls, settings: Settings, observer: DeliveryObserver | None = None
     ) -> Processor:
         """The processor for DESTINATION_URL (the forwarding step) or else PROCESSING_STEP."""
         if settings.destination_url is not None:
-            step = ForwardingStep(settings, repository, observer)
+            step = ForwardingStep(settings, observer)
             return cls(step, settings, forwarding=step)
         return cls(load_step(settings.processing_step), settings)
 

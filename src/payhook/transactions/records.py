@@ -33,7 +33,11 @@ class IngestResult:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedTransaction:
-    """A due transaction leased to one executor; `claim_token` fences its completion."""
+    """A due transaction leased to one executor; `claim_token` fences its completion.
+
+    The stored fields are the row as the claim read it: a forwarded delivery's body is built
+    from them, so its state and its idempotency key come from the same moment.
+    """
 
     transaction_id: str
     source_account: str | None  # a provider may not name the accounts
@@ -47,6 +51,9 @@ class ClaimedTransaction:
     claimed_at: datetime
     provider: str | None = None  # None: from the generic endpoint
     payment_state: str | None = None  # a provider payment's state when it was claimed
+    processed_at: datetime | None = None  # when it was last processed (a provider payment)
+    amount_refunded: Decimal | None = None  # a provider payment's, in major units
+    disputed: bool | None = None  # a provider payment's
 
     @property
     def key(self) -> tuple[str, str]:

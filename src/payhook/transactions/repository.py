@@ -172,15 +172,6 @@ class TransactionRepository:
             )
             return result.first()
 
-    async def get_many(
-        self, keys: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], Row[tuple[object, ...]]]:
-        """The stored rows of these (id, provider) keys (keys not stored are missing)."""
-        async with self._engine.connect() as conn:
-            conn = await conn.execution_options(readonly=True)
-            result = await conn.execute(select(transactions).where(ROW_KEY.in_(keys)))
-            return {(row.transaction_id, row.provider): row for row in result}
-
     async def find(self, transaction_id: str) -> Sequence[Row[tuple[object, ...]]]:
         """Every transaction with this id: the generic endpoint's first, then by provider."""
         async with self._engine.connect() as conn:
