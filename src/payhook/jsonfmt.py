@@ -49,6 +49,25 @@ def json_response(
     return Response(dumps(plain), status_code=status_code, media_type=media_type, headers=headers)
 
 
+class WrittenJSON(Response):
+    """A JSON body written already, with only its Content-Length and Content-Type.
+
+    The webhook endpoints answer with one under load: starlette's `Response` reads its
+    arguments back through `init_headers` on every answer, here the two headers are built
+    directly (the same bytes, in the same order).
+    """
+
+    def __init__(self, body: bytes, status_code: int, media_type: str = "application/json") -> None:
+        self.status_code = status_code
+        self.body = body
+        self.media_type = media_type
+        self.background = None
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", media_type.encode("latin-1")),
+        ]
+
+
 def _default(value: object) -> Any:
     if isinstance(value, Decimal):
         return simplejson.RawJSON(plain_decimal(value))

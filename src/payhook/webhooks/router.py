@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from fastapi import APIRouter, Request, Response
+from simplejson.encoder import encode_basestring_ascii
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payhook.errors import (
@@ -14,9 +15,9 @@ from payhook.errors import (
     TransactionConflict,
     render_problem,
 )
-from payhook.jsonfmt import json_response
+from payhook.jsonfmt import WrittenJSON
 from payhook.runtime import Runtime, RuntimeDep, get_runtime
-from payhook.transactions.models import DeliveryOutcome
+from payhook.transactions.models import DeliveryOutcome, TransactionStatus
 from payhook.transactions.schemas import Acknowledgement, problem_response
 from payhook.webhooks import intake
 from payhook.webhooks.payload import parse_transaction
@@ -117,9 +118,21 @@ async def _receive(request: Request, runtime: Runtime) -> Response:
             "content. The stored transaction is unchanged; this delivery was recorded for review.",
             transaction_id=transaction.transaction_id,
         )
-    acknowledgement = Acknowledgement(
-        transaction_id=transaction.transaction_id,
-        status=result.status,
-        duplicate=result.outcome is DeliveryOutcome.DUPLICATE,
+    duplicate = result.outcome is DeliveryOutcome.DUPLICATE
+    return WrittenJSON(acknowledgement(transaction.transaction_id, result.status, duplicate), 202)
+
+
+# `Acknowledgement`'s fields in its order, written as `json_response` writes the model (a unit
+# test pins the bytes for every status, both flags and ids that need escaping): under load,
+# building and dumping the model was 3% of the endpoint's CPU.
+_ACKNOWLEDGEMENT = '{"transaction_id": %s, "status": "%s", "duplicate": %s}'
+
+
+def acknowledgement(transaction_id: str, status: TransactionStatus, duplicate: bool) -> bytes:
+    """The body of the 202: an `Acknowledgement`."""
+    fields = (
+        encode_basestring_ascii(transaction_id),
+        status.value,
+        "true" if duplicate else "false",
     )
-    return json_response(acknowledgement, 202)
+    return (_ACKNOWLEDGEMENT % fields).encode()
