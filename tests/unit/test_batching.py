@@ -115,7 +115,7 @@ async def test_a_hanging_write_is_abandoned_and_callers_who_gave_up_are_not_writ
         return list(items)
 
     committer: GroupCommitter[int, int] = GroupCommitter(
-        write, max_batch=10, name="t", write_timeout_seconds=0.2
+        write, max_batch=10, name="t", timeout_seconds=0.2
     )
     committer.start()
     first = asyncio.create_task(committer.submit(1))
@@ -129,3 +129,28 @@ async def test_a_hanging_write_is_abandoned_and_callers_who_gave_up_are_not_writ
     assert await committer.submit(3) == 3
     await committer.stop()
     assert written == [[1], [3]]
+
+
+async def test_a_caller_is_answered_at_its_deadline_even_while_the_write_unwinds() -> None:
+    """The caller's own deadline answers it, not the end of an abandoned write: a write that
+    takes long to give up (closing a connection to a database that stopped answering) does not
+    hold the 503."""
+    unwound = asyncio.Event()
+
+    async def write(items: Sequence[int]) -> list[int]:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(1)  # slow clean-up after the write's own timeout cancelled it
+            unwound.set()
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(
+        write, max_batch=10, name="t", timeout_seconds=0.1
+    )
+    committer.start()
+    with pytest.raises(TimeoutError):
+        await committer.submit(1)
+    assert not unwound.is_set()
+    await committer.stop()
+    assert unwound.is_set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -32,14 +31,16 @@ class Ingestor:
         timeout_seconds: float = 5.0,
     ) -> None:
         self._delay = timedelta(seconds=delay_seconds)
-        self._timeout = timeout_seconds
         self._signature = signature
         self._on_stored = on_stored
         self._committer: GroupCommitter[NewDelivery, IngestResult] = GroupCommitter(
             repository.ingest,
             max_batch=max_batch,
             name="ingest",
-            write_timeout_seconds=timeout_seconds,
+            # A database that stops answering must not hold the provider's request: after the
+            # deadline the answer is 503 (a delivery still queued is then dropped, not written;
+            # one already in a write that commits later is a duplicate when the provider retries).
+            timeout_seconds=timeout_seconds,
         )
 
     def start(self) -> None:
@@ -54,11 +55,7 @@ class Ingestor:
         due_at = received_at + self._delay
         delivery = NewDelivery(transaction, raw_body, received_at, due_at, self._signature)
         try:
-            # A database that stops answering must not hold the provider's request: after the
-            # deadline the answer is 503 (a delivery still queued is then dropped, not written;
-            # one already in a write that commits later is a duplicate when the provider retries).
-            async with asyncio.timeout(self._timeout):
-                result = await self._committer.submit(delivery)
+            result = await self._committer.submit(delivery)
         except (*STORAGE_ERRORS, CommitterStopped) as exc:
             log.warning("webhook.store_failed", error=type(exc).__name__)
             raise ServiceUnavailable(
