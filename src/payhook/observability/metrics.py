@@ -161,8 +161,10 @@ class Metrics:
             ["state"],
             registry=r,
         )
-        for outcome in DeliveryOutcome:
-            self._deliveries.labels(outcome.value)
+        # Each outcome's child resolved once: `labels()` per delivery was a lock and a lookup.
+        self._delivery_counts = {
+            outcome: self._deliveries.labels(outcome.value) for outcome in DeliveryOutcome
+        }
         for reason in REJECTION_REASONS:
             self._rejected.labels(reason)
         for status in TransactionStatus:
@@ -170,7 +172,7 @@ class Metrics:
 
     def delivery(self, outcome: DeliveryOutcome) -> None:
         """A delivery was stored (accepted, duplicate) or recorded as a conflict."""
-        self._deliveries.labels(outcome.value).inc()
+        self._delivery_counts[outcome].inc()
         self.recent.ingested()
 
     def provider_event(self, provider: str, event_type: str, verdict: EventVerdict) -> None:
