@@ -53,6 +53,7 @@ def test_unknown_fields_are_ignored() -> None:
         (b"", InvalidRequest),
         (b"{", InvalidRequest),
         (b"\xff\xfe\x00", InvalidRequest),
+        ("\ufeff".encode() + body(), InvalidRequest),  # a UTF-8 byte order mark first
         (b"[1, 2]", ValidationFailed),
         (b'"text"', ValidationFailed),
         (b"null", ValidationFailed),
