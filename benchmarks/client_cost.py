@@ -1,12 +1,14 @@
-"""CPU per request of an HTTP client, alone: why forwarding posts with aiohttp, not httpx.
+"""CPU per request of an HTTP client, alone: why forwarding posts with pyreqwest.
 
     .venv/bin/python -m benchmarks.client_cost [--requests 4000] [--rounds 3]
 
 Starts the bench receiver (`receiver_app.py`, 200 after 5 ms) under uvicorn, then posts the same
 signed-looking body of a forwarded delivery `--requests` times, 64 at a time, through each
 client as payhook used it (httpx: 8 clients of 8 connections, the least busy one per request;
-aiohttp: one session of 64), in interleaved rounds. Prints the client process's CPU time per
-request (`time.process_time`), the median of the rounds: the receiver's CPU is not in it.
+aiohttp: one session of 64; pyreqwest, today's: one client of at most 64 in flight, the first
+KB of each answer read as a stream), in interleaved rounds. Prints the client process's CPU
+time per request (`time.process_time`, which counts pyreqwest's own threads too), the median
+of the rounds: the receiver's CPU is not in it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import uvloop
+from pyreqwest.client import ClientBuilder
 from tests.support.services import free_port
 
 from benchmarks.run import server
@@ -86,6 +89,19 @@ async def with_aiohttp(url: str, count: int) -> float:
         return await cpu_per_request(post, count)
 
 
+async def with_pyreqwest(url: str, count: int) -> float:
+    client = ClientBuilder().max_connections(IN_FLIGHT).follow_redirects(False).build()
+    async with client:
+
+        async def post() -> None:
+            request = client.post(url).headers(HEADERS).body_bytes(BODY).build_streamed()
+            async with request as answer:
+                await answer.body_reader.read(1024)
+                answer.error_for_status()
+
+        return await cpu_per_request(post, count)
+
+
 async def cpu_per_request(post: Post, count: int) -> float:
     """Seconds of this process's CPU per request, `IN_FLIGHT` at a time, after a warm-up."""
     slots = asyncio.Semaphore(IN_FLIGHT)
@@ -109,7 +125,7 @@ def main() -> None:
     receiver = [sys.executable, "-m", "uvicorn", "benchmarks.receiver_app:app", "--port"]
     receiver += [str(port), "--log-level", "warning", "--no-access-log"]
     url = f"http://127.0.0.1:{port}/payhook"
-    clients = {"httpx": with_httpx, "aiohttp": with_aiohttp}
+    clients = {"httpx": with_httpx, "aiohttp": with_aiohttp, "pyreqwest": with_pyreqwest}
     rounds: dict[str, list[float]] = {name: [] for name in clients}
     with server(receiver, port, Path("/dev/null"), {}):
         for _ in range(args.rounds):
@@ -117,7 +133,7 @@ def main() -> None:
                 rounds[name].append(uvloop.run(measure(url, args.requests)))
     for name, seconds in rounds.items():
         each = ", ".join(f"{s * 1e6:,.0f}" for s in seconds)
-        print(f"{name:8} {statistics.median(seconds) * 1e6:7,.0f} µs of CPU per request ({each})")
+        print(f"{name:9} {statistics.median(seconds) * 1e6:7,.0f} µs of CPU per request ({each})")
 
 
 if __name__ == "__main__":

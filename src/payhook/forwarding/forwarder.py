@@ -10,27 +10,41 @@ and at most DESTINATION_MAX_PER_SECOND a second.
 A delivery that cannot get through the gate or past the pressure bounds in time comes back as
 `waiting`: it was not sent and spends no attempt.
 
-The client is aiohttp: one session per process, its connector keeping up to
-DESTINATION_MAX_IN_FLIGHT keep-alive connections. It replaced httpx, which cost 1.9 ms of CPU
-per request on the project's 2-core machine against aiohttp's 0.28 ms (`python -m
-benchmarks.client_cost`: the same 4,000 posts to the bench receiver, 64 at a time, each client
-alone; benchmarks/README.md): the client was most of a forwarding process's CPU. The CA trust
-is the one httpx had (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), and so is the proxy from the
-environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), read once at start for DESTINATION_URL.
+The client is pyreqwest (Python bindings of Rust's reqwest, on hyper): one client per process,
+at most DESTINATION_MAX_IN_FLIGHT requests on its keep-alive connections. It replaced aiohttp
+(which had replaced httpx): per request, on the project's 2-core machine, httpx cost 1.9 ms of
+CPU, aiohttp 0.19 ms and pyreqwest 0.08 ms (`python -m benchmarks.client_cost`: the same 4,000
+posts to the bench receiver, 64 at a time; benchmarks/README.md). In one process a delivery must
+cost no more than an ingest, or deliveries fall behind a burst received at full speed; with
+aiohttp the client alone was half an ingest's CPU. The CAs trusted are the platform's, certifi's
+bundle, and SSL_CERT_FILE / SSL_CERT_DIR's; the proxy comes from the environment (HTTPS_PROXY,
+HTTP_PROXY, NO_PROXY), read once at start for DESTINATION_URL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import time
 import urllib.parse
 import urllib.request
 from importlib.metadata import version
+from pathlib import Path
 
-import aiohttp
-import httpx
+import certifi
 import structlog
 from aiolimiter import AsyncLimiter
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import (
+    ConnectError,
+    ConnectTimeoutError,
+    DetailedPyreqwestError,
+    NetworkError,
+    PyreqwestError,
+)
+from pyreqwest.proxy import ProxyBuilder
+from pyreqwest.response import Response
 
 from payhook.config import Settings
 from payhook.forwarding.delivery import (
@@ -52,6 +66,9 @@ USER_AGENT = f"payhook/{version('payhook')}"
 # Room left inside PROCESSING_TIMEOUT_SECONDS for recording, beyond the request itself.
 MARGIN_SECONDS = 1.0
 BUSY_RETRY_SECONDS = 1.0
+PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
+)
 
 
 class Forwarder:
@@ -73,10 +90,10 @@ class Forwarder:
             settings.processing_timeout_seconds - self._timeout - MARGIN_SECONDS,
         )
         in_flight = settings.destination_max_in_flight
-        # Loading the CA bundle takes a while: once per process, and only for https.
-        self._tls = httpx.create_ssl_context() if self._url.startswith("https:") else None
+        # Reading the CA files takes a while: once per process, and only for https.
+        self._roots = extra_roots() if self._url.startswith("https:") else []
         self._proxy = proxy_for(self._url)
-        self._session: aiohttp.ClientSession | None = None  # made in the loop that sends
+        self._session: Client | None = None  # made in the loop that sends
         self._connections = in_flight
         self.window = SendWindow(in_flight)
         per_second = settings.destination_max_per_second
@@ -92,19 +109,24 @@ class Forwarder:
             await self._session.close()
             self._session = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        """The process's session, made on first use: a Celery worker builds its step outside
-        the event loop that sends, and aiohttp binds a session to the running loop."""
+    def _client(self) -> Client:
+        """The process's client, made on first use: a Celery worker builds its step outside
+        the event loop that sends."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self._connections, ssl=self._tls if self._tls is not None else True
-                ),
-                headers={"content-type": "application/json", "user-agent": USER_AGENT},
-                cookie_jar=aiohttp.DummyCookieJar(),  # a destination's cookies are not kept
-                # DESTINATION_TIMEOUT_SECONDS bounds each request (`_send`): no second timer.
-                timeout=aiohttp.ClientTimeout(total=None),
+            builder = (
+                ClientBuilder()
+                .max_connections(self._connections)
+                .follow_redirects(False)
+                .user_agent(USER_AGENT)
+                .default_headers({"content-type": "application/json"})
+                .no_proxy()  # the environment's proxy as `proxy_for` reads it, not reqwest's rules
             )
+            if self._proxy is not None:
+                builder = builder.proxy(ProxyBuilder.all(self._proxy))
+            for pem in self._roots:
+                builder = builder.add_root_certificate_pem(pem)
+            # DESTINATION_TIMEOUT_SECONDS bounds each request (`_send`): no second timer.
+            self._session = builder.build()
         return self._session
 
     async def forward(self, message_id: str, body: bytes) -> DeliveryResult:
@@ -179,21 +201,21 @@ class Forwarder:
         try:
             async with asyncio.timeout(self._timeout):
                 status, retry_after, excerpt = await self._post(client, headers, body)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        except (ConnectError, ConnectTimeoutError) as exc:
             # Refused, unresolvable, untrusted or never connected: nothing left this process.
-            reason = f"could not connect: {exc}"[:EXCERPT_BYTES]
+            reason = f"could not connect: {describe(exc)}"[:EXCERPT_BYTES]
             return unreached(reason, time.perf_counter() - started)
         except TimeoutError:
             return failed(f"no answer within {self._timeout:g}s", time.perf_counter() - started)
-        except aiohttp.ClientError as exc:
-            reason = f"{type(exc).__name__}: {exc}"[:EXCERPT_BYTES]
+        except PyreqwestError as exc:
+            reason = f"{type(exc).__name__}: {describe(exc)}"[:EXCERPT_BYTES]
             return failed(reason, time.perf_counter() - started)
         return answered(
             status, retry_after, excerpt, time.perf_counter() - started, cap=self._retry_after_cap
         )
 
     async def _post(
-        self, client: aiohttp.ClientSession, headers: dict[str, str], body: bytes
+        self, client: Client, headers: dict[str, str], body: bytes
     ) -> tuple[int, str | None, str]:
         """The answer's status, Retry-After and excerpt.
 
@@ -204,18 +226,19 @@ class Forwarder:
         """
         try:
             return await self._post_once(client, headers, body)
-        except aiohttp.ServerDisconnectedError:
+        except (ConnectError, ConnectTimeoutError):
+            raise
+        except NetworkError:
             await asyncio.sleep(0)  # lets the loop see any other pooled connection closed too
             return await self._post_once(client, headers, body)
 
     async def _post_once(
-        self, client: aiohttp.ClientSession, headers: dict[str, str], body: bytes
+        self, client: Client, headers: dict[str, str], body: bytes
     ) -> tuple[int, str | None, str]:
-        async with client.post(
-            self._url, data=body, headers=headers, allow_redirects=False, proxy=self._proxy
-        ) as response:
+        request = client.post(self._url).headers(headers).body_bytes(body).build_streamed()
+        async with request as response:
             excerpt = await _read_excerpt(response)
-            return response.status, response.headers.get("retry-after"), excerpt
+            return response.status, response.get_header("retry-after"), excerpt
 
 
 def proxy_for(url: str) -> str | None:
@@ -226,15 +249,42 @@ def proxy_for(url: str) -> str | None:
     return urllib.request.getproxies().get(urllib.parse.urlsplit(url).scheme)
 
 
-async def _read_excerpt(response: aiohttp.ClientResponse) -> str:
+def extra_roots() -> list[bytes]:
+    """The CAs trusted besides the platform's: certifi's bundle (what payhook trusted before,
+    and all there is in an image without a system store), SSL_CERT_FILE and SSL_CERT_DIR."""
+    paths = [Path(certifi.where())]
+    if file := os.environ.get("SSL_CERT_FILE"):
+        paths.append(Path(file))
+    if directory := os.environ.get("SSL_CERT_DIR"):
+        paths += sorted(p for p in Path(directory).iterdir() if p.is_file())
+    roots = []
+    for path in paths:
+        text = path.read_bytes()
+        roots += [m.group(0) for m in PEM_CERTIFICATE.finditer(text)]
+    return roots
+
+
+def describe(exc: PyreqwestError) -> str:
+    """The error and its causes in one line (reqwest nests the underlying error in each)."""
+    message = str(exc.args[0]) if exc.args else type(exc).__name__
+    if isinstance(exc, DetailedPyreqwestError):
+        causes = (exc.details or {}).get("causes") or []
+        deepest = [str(c.get("message", "")) for c in causes if c.get("message")]
+        if deepest:
+            return f"{message}: {deepest[-1]}"
+    return message
+
+
+async def _read_excerpt(response: Response) -> str:
     """The first KB of the answer; the rest is not read (the connection is then dropped)."""
     data = b""
     try:
+        reader = response.body_reader
         while len(data) < EXCERPT_BYTES:
-            chunk = await response.content.read(EXCERPT_BYTES - len(data))
+            chunk = await reader.read(EXCERPT_BYTES - len(data))
             if not chunk:
                 break
-            data += chunk
-    except aiohttp.ClientPayloadError:
+            data += bytes(chunk)
+    except PyreqwestError:
         return "(an answer that could not be decoded)"
     return excerpt_of(data)
