@@ -142,8 +142,11 @@ class Metrics:
             "Connection errors, timeouts and 5xx from DESTINATION_URL in a row.",
             registry=r,
         )
-        for verdict in Verdict:
-            self._forwarded.labels(verdict.value)
+        # Each label's child resolved once (as for deliveries): one per forwarded delivery.
+        self._forwarded_counts = {v: self._forwarded.labels(v.value) for v in Verdict}
+        self._attempt_counts = {
+            label: self._attempts.labels(label) for label in ("deferred", "failed", "succeeded")
+        }
 
     def _gauges(self, r: CollectorRegistry) -> None:
         self._by_status = Gauge(
@@ -189,7 +192,7 @@ class Metrics:
             return  # held back unsent (the destination was down): no attempt was made
         failed = outcome.error is not None
         label = "deferred" if not outcome.counted else "failed" if failed else "succeeded"
-        self._attempts.labels(label).inc()
+        self._attempt_counts[label].inc()
         if failed and outcome.retry_at is None:
             self._failed.inc()
         if not failed:
@@ -207,7 +210,7 @@ class Metrics:
 
     def destination_result(self, result: DeliveryResult) -> None:
         """A delivery to DESTINATION_URL came back (or was held back)."""
-        self._forwarded.labels(result.verdict.value).inc()
+        self._forwarded_counts[result.verdict].inc()
         if result.latency_seconds is not None:
             self._forward_seconds.observe(result.latency_seconds)
 
