@@ -6,7 +6,7 @@ document and the bytes cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -68,20 +68,21 @@ class WrittenJSON(Response):
         ]
 
 
-def _default(value: object) -> Any:
-    if isinstance(value, Decimal):
-        return simplejson.RawJSON(plain_decimal(value))
-    if isinstance(value, datetime):
-        return isoformat_z(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+def _writing_exactly(raw: Callable[[str], object]) -> Callable[[object], Any]:
+    """An encoder's `default` by payhook's rules: `raw` marks text the encoder writes as is."""
+
+    def default(value: object) -> Any:
+        if isinstance(value, Decimal):
+            return raw(plain_decimal(value))
+        if isinstance(value, datetime):
+            return isoformat_z(value)
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+    return default
 
 
-def _orjson_default(value: object) -> Any:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(plain_decimal(value))
-    if isinstance(value, datetime):
-        return isoformat_z(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+_default = _writing_exactly(simplejson.RawJSON)
+_orjson_default = _writing_exactly(orjson.Fragment)
 
 
 # Built once: `simplejson.dumps` with options builds a new encoder on every call.

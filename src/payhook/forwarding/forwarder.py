@@ -12,13 +12,14 @@ A delivery that cannot get through the gate or past the pressure bounds in time 
 
 The client is pyreqwest (Python bindings of Rust's reqwest, on hyper): one client per process,
 at most DESTINATION_MAX_IN_FLIGHT requests on its keep-alive connections. It replaced aiohttp
-(which had replaced httpx): per request, on the project's 2-core machine, httpx cost 1.9 ms of
-CPU, aiohttp 0.19 ms and pyreqwest 0.08 ms (`python -m benchmarks.client_cost`: the same 4,000
-posts to the bench receiver, 64 at a time; benchmarks/README.md). In one process a delivery must
-cost no more than an ingest, or deliveries fall behind a burst received at full speed; with
-aiohttp the client alone was half an ingest's CPU. The CAs trusted are the platform's, certifi's
-bundle, and SSL_CERT_FILE / SSL_CERT_DIR's; the proxy comes from the environment (HTTPS_PROXY,
-HTTP_PROXY, NO_PROXY), read once at start for DESTINATION_URL.
+(which had replaced httpx): per request, on the project's 2-core machine, httpx cost 2.3 ms of
+CPU, aiohttp 0.23 ms and pyreqwest 0.11 ms (`python -m benchmarks.client_cost`: the same 4,000
+posts to the bench receiver, 64 at a time, interleaved rounds; benchmarks/README.md). In one
+process a delivery must cost no more than an ingest, or deliveries fall behind a burst received
+at full speed; with aiohttp the client alone cost about as much as a whole ingest. The CAs
+trusted are the platform's, certifi's bundle, and SSL_CERT_FILE / SSL_CERT_DIR's; the proxy
+comes from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), read once at start for
+DESTINATION_URL.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ class Forwarder:
         """
         try:
             return await self._post_once(client, headers, body)
-        except (ConnectError, ConnectTimeoutError):
+        except ConnectError:  # never connected: nothing was sent, and it is not retried here
             raise
         except NetworkError:
             await asyncio.sleep(0)  # lets the loop see any other pooled connection closed too
