@@ -22,6 +22,9 @@ STORAGE_ERRORS = (
     SQLAlchemyError,
     asyncpg.PostgresError,  # the PostgreSQL ingest path talks to asyncpg directly
     asyncpg.InterfaceError,
+    # The driver's own state broken by a connection cut mid-operation (a PostgreSQL restart in
+    # the fault suite): the statement never ran; the connection is invalidated, not pooled.
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
     ConnectionError,

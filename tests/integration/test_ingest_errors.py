@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from payhook.config import Settings
@@ -63,6 +64,27 @@ async def test_a_bug_in_the_write_path_is_not_blamed_on_storage(
     running = ingestor(repository)
     running.start()
     with pytest.raises(RuntimeError, match="a bug, not an outage"):
+        await running.ingest(TRANSACTION, b"{}")
+    await running.stop()
+    await repository.dispose()
+
+
+async def test_a_driver_that_lost_its_connection_state_is_an_outage(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg's own words when a connection broke mid-operation during a PostgreSQL restart
+    (seen once in the fault suite, answered 500): the write did not happen, so it is a 503."""
+    repository = TransactionRepository(create_engine(Settings(database_url=sqlite_url)))
+
+    async def broken(batch: Sequence[NewDelivery]) -> list[IngestResult]:
+        raise asyncpg.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        )
+
+    monkeypatch.setattr(repository, "ingest", broken)
+    running = ingestor(repository)
+    running.start()
+    with pytest.raises(ServiceUnavailable, match="nothing was recorded"):
         await running.ingest(TRANSACTION, b"{}")
     await running.stop()
     await repository.dispose()
