@@ -88,13 +88,19 @@ def say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def wrk(url: str, seconds: int, script: Path = WRK_SCRIPT, **env: str) -> IngestResult:
+def wrk(
+    url: str,
+    seconds: int,
+    script: Path = WRK_SCRIPT,
+    env: dict[str, str] | None = None,
+    connections: int = CONNECTIONS,
+) -> IngestResult:
     """Run wrk with one of the project's Lua scripts and read its figures."""
     result = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
         capture_output=True,
         text=True,
-        env={**os.environ, **env},
+        env={**os.environ, **(env or {})},
         timeout=seconds + 120,
         check=True,
     )
@@ -200,9 +206,9 @@ class Bench:
         script: Path = WRK_SCRIPT,
     ) -> IngestResult:
         with server(command, port, self.work / "ingest.log", env) as pid:
-            wrk(f"http://127.0.0.1:{port}", 2, script, **wrk_env)  # warm-up
+            wrk(f"http://127.0.0.1:{port}", 2, script, wrk_env)  # warm-up
             before = cpu_seconds(pid)
-            result = wrk(f"http://127.0.0.1:{port}", INGEST_SECONDS, script, **wrk_env)
+            result = wrk(f"http://127.0.0.1:{port}", INGEST_SECONDS, script, wrk_env)
             used = cpu_seconds(pid) - before
         result.name = name
         result.cpu_us = 1e6 * used / max(result.rps * INGEST_SECONDS, 1.0)
@@ -355,7 +361,9 @@ class Bench:
         try:
             with server(receiver, receiver_port, self.work / "receiver.log", {}):
                 # The ceiling: the receiver alone, as many connections as payhook may use.
-                ceiling = wrk(f"http://127.0.0.1:{receiver_port}", 5, DELIVERY_SCRIPT)
+                in_flight = Settings.model_fields["destination_max_in_flight"].default
+                receiver_url = f"http://127.0.0.1:{receiver_port}"
+                ceiling = wrk(receiver_url, 5, DELIVERY_SCRIPT, connections=in_flight)
                 say(f"  the receiver alone: {ceiling.rps:,.0f} req/s, {ceiling.errors} errors")
                 with server([str(PAYHOOK), "serve"], port, self.work / f"{name}.log", env) as pid:
                     self.send_count(f"http://127.0.0.1:{port}", url, 10_000)

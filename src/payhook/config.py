@@ -135,7 +135,10 @@ class Settings(BaseSettings):
     destination_url: AnyHttpUrl | None = None
     destination_secret: SecretStr | None = None
     destination_timeout_seconds: PositiveSeconds = 10.0
-    destination_max_in_flight: int = Field(64, ge=1)
+    # A request counts from its slot to payhook reading the answer, so under a burst payhook's
+    # own busy loop adds to each (10-15 ms on 2 cores); 64 capped one process below its ingest
+    # rate at 5 ms answers (benchmarks/README.md). The window still halves on any outage.
+    destination_max_in_flight: int = Field(128, ge=1)
     destination_max_per_second: float | None = Field(None, gt=0)
     # This many connection errors, timeouts or 5xx in a row mean the destination is down:
     # deliveries then wait (without spending attempts) for a probe, first after

@@ -137,3 +137,38 @@ async def attempt_outcomes(repository: TransactionRepository, key: str) -> list[
             .order_by(processing_attempts.c.attempt)
         )
         return [(row.attempt, row.outcome) for row in rows]
+
+
+async def test_a_slot_is_free_once_its_step_finishes_not_its_whole_batch(
+    repository: TransactionRepository, database_url: str
+) -> None:
+    """Under a backlog the next claim must not wait for a batch's slowest step."""
+    release = asyncio.Event()
+
+    async def step(transaction: ClaimedTransaction) -> None:
+        if transaction.transaction_id.startswith("slow"):
+            await release.wait()
+
+    settings = Settings(_env_file=None, database_url=database_url, executor_concurrency=4)
+    runner = EmbeddedRunner(repository, Processor(step, settings), settings)
+    for key in ("slow-1", "fast-1", "slow-2", "fast-2"):
+        await add(repository, key)
+    for token in ("batch-1", "batch-2"):
+        limit = await runner.capacity()
+        assert limit == 2  # at most half of the slots a claim
+        claimed = await repository.claim_due(
+            datetime.now(UTC), limit=limit, lease_seconds=60, token=token
+        )
+        assert len(claimed) == 2
+        await runner.run(claimed)
+    # All slots are taken and both batches wait for a slow step: the claim may go on as soon
+    # as a fast step has finished (before, it waited for a whole batch, here forever).
+    assert await asyncio.wait_for(runner.capacity(), timeout=10) >= 1
+    for key in ("slow-1", "fast-1", "slow-2", "fast-2"):  # neither batch is recorded yet
+        assert (await repository.get(key)).status == "PROCESSING"  # type: ignore[union-attr]
+    release.set()
+    await runner.stop()
+    for key in ("slow-1", "fast-1", "slow-2", "fast-2"):
+        row = await repository.get(key)
+        assert row is not None
+        assert (row.status, row.attempts) == ("PROCESSED", 1)

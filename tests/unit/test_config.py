@@ -73,7 +73,7 @@ def test_the_destination_timeout_fits_in_the_processing_timeout() -> None:
 def test_forwarding_settings() -> None:
     settings = forwarding()
     assert str(settings.destination_url) == "https://example.com/hooks"
-    assert settings.destination_max_in_flight == 64
+    assert settings.destination_max_in_flight == 128
     assert settings.destination_max_per_second is None
     assert Settings(_env_file=None).destination_url is None
 

@@ -33,11 +33,22 @@ class BatchProcessor:
         self._lease_seconds = lease_seconds
         self._on_recorded = on_recorded
 
-    async def process(self, claimed: Sequence[ClaimedTransaction]) -> None:
-        """Each outcome is applied only while its claim token still holds the row (fencing)."""
+    async def process(
+        self,
+        claimed: Sequence[ClaimedTransaction],
+        step_done: Callable[[], None] | None = None,
+    ) -> None:
+        """Each outcome is applied only while its claim token still holds the row (fencing).
+
+        `step_done` is called as each step finishes, before the batch's outcomes are written.
+        """
         if not claimed:
             return
-        outcomes = await asyncio.gather(*(self._processor.run(item) for item in claimed))
+        steps = [asyncio.ensure_future(self._processor.run(item)) for item in claimed]
+        if step_done is not None:
+            for step in steps:
+                step.add_done_callback(lambda _: step_done())
+        outcomes = await asyncio.gather(*steps)
         applied = await record_until_lease_lapses(
             lambda: self.repository.record_outcomes(outcomes),
             claimed[0].claimed_at,
