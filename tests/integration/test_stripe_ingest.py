@@ -185,6 +185,29 @@ async def test_a_signed_body_that_is_not_json_is_a_400(
     assert await stored_events(stripe_settings(database_url)) == []
 
 
+async def test_a_nul_or_a_lone_surrogate_in_a_verified_event_is_stored_not_a_5xx(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """Neither fits a text column; as JSON escapes they once made every redelivery a 503 on
+    PostgreSQL (a 500 for a lone surrogate on either database). They now read as U+FFFD."""
+    event = json.loads(fixture("payment_intent.succeeded"))
+    event["id"] = "evt_nul\u0000"
+    event["data"]["object"]["id"] = "pi_nul\u0000"
+    event["data"]["object"]["customer"] = "cus_\ud800"
+    raw = json.dumps(event).encode()  # ASCII: the three come as escapes, as Stripe's JSON would
+    assert b"\\u0000" in raw
+    assert b"\\ud800" in raw
+    for expected in ("applied", "duplicate"):
+        response = await send(client, raw)
+        assert response.status_code == 200, response.text
+        (receipt,) = response.json()["events"]
+        assert (receipt["id"], receipt["verdict"]) == ("evt_nul\ufffd", expected)
+    found = await payment(client, "pi_nul\ufffd")
+    assert (found["payment_state"], found["source_account"]) == ("captured", "cus_\ufffd")
+    (stored,) = await stored_events(stripe_settings(database_url))
+    assert stored["event_id"] == "evt_nul\ufffd"
+
+
 async def test_rotation_the_old_secret_still_verifies(database_url: str) -> None:
     settings = stripe_settings(database_url, stripe_webhook_secret=f"whsec_new,{SECRET}")
     async with app_client(settings) as client:

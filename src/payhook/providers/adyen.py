@@ -146,7 +146,8 @@ def signing_string(item: JsonObject) -> str:
 
 def parse(headers: Headers, raw: bytes) -> list[ProviderEvent]:
     """One event per item of a verified notification, in order."""
-    return [_event(item) for item in notification_items(fields.load_json(raw))]
+    body = fields.storable(fields.load_json(raw), raw)
+    return [_event(item) for item in notification_items(body)]
 
 
 def _event(item: JsonObject) -> ProviderEvent:

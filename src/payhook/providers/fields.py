@@ -7,6 +7,7 @@ delivery that can never succeed). Only a body that is not JSON at all is the sen
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,37 @@ def load_json(raw: bytes) -> Any:
         return simplejson.loads(raw, use_decimal=True, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("The body is not valid JSON.") from None
+
+
+# The JSON escapes of what no text column takes: NUL (PostgreSQL refuses it) and UTF-16
+# surrogates (a lone one is no character; UTF-8 cannot encode it). A pair also matches: harmless.
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(document: Any, raw: bytes) -> Any:
+    """`document` (parsed from `raw`) with each NUL and lone surrogate in its strings and keys
+    read as U+FFFD, the replacement character.
+
+    A verified body may carry them as JSON escapes; stored as they are, its event would fail
+    to store on every redelivery (PostgreSQL refuses a NUL in text, no UTF-8 holds a lone
+    surrogate), and a verified event must never be refused. The same body always reads the
+    same, so redeliveries still match; the raw body is kept unchanged as the evidence. The
+    check is one search of the raw bytes: only a body with such an escape is walked.
+    """
+    if b"\\u" not in raw or _UNSTORABLE_ESCAPE.search(raw) is None:
+        return document
+    return _replaced(document)
+
+
+def _replaced(value: Any) -> Any:
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_replaced(key): _replaced(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replaced(item) for item in value]
+    return value
 
 
 def dump_json(value: Any) -> bytes:

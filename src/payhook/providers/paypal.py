@@ -276,7 +276,7 @@ def signing_message(transmission_id: str, sent_at: str, webhook_id: str, raw: by
 
 def parse(headers: Headers, raw: bytes) -> list[ProviderEvent]:
     """The one event a verified PayPal request carries (ignored, with a reason, if unmappable)."""
-    body = fields.load_json(raw)
+    body = fields.storable(fields.load_json(raw), raw)
     if not isinstance(body, Mapping):
         return [_ignored(_content_id(raw), "unknown", raw, "the body is not an object")]
     event_id = fields.optional_text(body, "id") or _content_id(raw)

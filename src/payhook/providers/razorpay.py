@@ -109,7 +109,7 @@ def _request(signer: Verifier, delivery: razorpay_samples.Delivery) -> SampleReq
 
 def parse(headers: signatures.Headers, raw: bytes) -> list[ProviderEvent]:
     """The one event a verified Razorpay request carries (ignored, with a reason, if unmappable)."""
-    body = fields.load_json(raw)
+    body = fields.storable(fields.load_json(raw), raw)
     event_id = headers.get(EVENT_ID_HEADER) or _content_id(raw)
     event_type = body.get("event") if isinstance(body, dict) else None
     if not isinstance(event_type, str) or not event_type:

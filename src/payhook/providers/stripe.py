@@ -47,7 +47,7 @@ import orjson
 
 from payhook.config import Settings
 from payhook.errors import InvalidRequest
-from payhook.providers import currencies, stripe_samples
+from payhook.providers import currencies, fields, stripe_samples
 from payhook.providers.base import (
     Acknowledgement,
     Headers,
@@ -117,7 +117,7 @@ PROVIDER = StripeProvider()
 
 def event_from_body(raw: bytes) -> ProviderEvent:
     """The ProviderEvent of one verified Stripe request body."""
-    document = _load(raw)
+    document = fields.storable(_load(raw), raw)
     if not isinstance(document, dict) or not _is_text(document.get("id")):
         digest = hashlib.sha256(raw).hexdigest()
         return _ignored(f"sha256:{digest}", "unknown", raw, "not a Stripe Event: no string id")
