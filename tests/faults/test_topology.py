@@ -214,6 +214,7 @@ def test_every_acknowledged_transaction_survives_the_faults(
         rows = [(c.timestamp(), (p - c).total_seconds() - DELAY) for _, p, c in found.values() if p]
         Path(dump).write_text(json.dumps({"events": topology.events, "rows": rows}))
     assert len(acknowledged) == COUNT, "the provider's retries should land every transaction"
+    assert set(log.statuses) <= {202, 503}, "an outage is answered 503, never a 500 or a 4xx"
     assert log.conflicts == []
     assert unstored == []
     assert lost == []
