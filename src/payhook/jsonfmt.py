@@ -49,8 +49,9 @@ def json_response(
     return Response(dumps(plain), status_code=status_code, media_type=media_type, headers=headers)
 
 
-class WrittenJSON(Response):
-    """A JSON body written already, with only its Content-Length and Content-Type.
+class WrittenBody(Response):
+    """A body written already (JSON, or Adyen's `[accepted]`), with only its Content-Length
+    and Content-Type.
 
     The webhook endpoints answer with one under load: starlette's `Response` reads its
     arguments back through `init_headers` on every answer, here the two headers are built

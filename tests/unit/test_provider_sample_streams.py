@@ -90,7 +90,8 @@ def test_unusable_adyen_settings_stop_the_start(values: dict[str, str], message:
 def test_adyen_is_answered_accepted_the_others_with_the_verdicts() -> None:
     receipts = [EventReceipt("e1", "CAPTURE", "P1", EventVerdict.APPLIED)]
     ack = adyen.PROVIDER.acknowledge(receipts)
-    assert (ack.status_code, ack.body, ack.media_type) == (200, b"[accepted]", "text/plain")
+    expected = (200, b"[accepted]", "text/plain; charset=utf-8")
+    assert (ack.status_code, ack.body, ack.media_type) == expected
     ack = razorpay.PROVIDER.acknowledge(receipts)
     assert ack.status_code == 200
     assert json.loads(ack.body) == {

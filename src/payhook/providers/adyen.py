@@ -86,7 +86,7 @@ class AdyenProvider:
 
     def acknowledge(self, receipts: Sequence[EventReceipt]) -> Acknowledgement:
         """Adyen counts a delivery as done only when the body is `[accepted]`."""
-        return Acknowledgement(200, ACKNOWLEDGEMENT, "text/plain")
+        return Acknowledgement(200, ACKNOWLEDGEMENT, "text/plain; charset=utf-8")
 
     def sample_requests(
         self, settings: Settings, payments: int, rng: random.Random

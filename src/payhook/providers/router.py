@@ -15,6 +15,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 
 from payhook.errors import NotFound, PayhookError, SignatureInvalid
+from payhook.jsonfmt import WrittenBody
 from payhook.providers.base import Provider, ProviderEndpoint, webhook_path
 from payhook.providers.registry import PROVIDERS
 from payhook.runtime import Runtime, get_runtime
@@ -59,7 +60,7 @@ async def _receive(request: Request, runtime: Runtime, endpoint: ProviderEndpoin
     for receipt in receipts:
         runtime.metrics.provider_event(provider.name, receipt.event_type, receipt.verdict)
     ack = provider.acknowledge(receipts)
-    return Response(ack.body, status_code=ack.status_code, media_type=ack.media_type)
+    return WrittenBody(ack.body, ack.status_code, ack.media_type)
 
 
 def _endpoint(name: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -15,7 +15,7 @@ from payhook.errors import (
     TransactionConflict,
     render_problem,
 )
-from payhook.jsonfmt import WrittenJSON
+from payhook.jsonfmt import WrittenBody
 from payhook.runtime import Runtime, RuntimeDep, get_runtime
 from payhook.transactions.models import DeliveryOutcome, TransactionStatus
 from payhook.transactions.schemas import Acknowledgement, problem_response
@@ -119,7 +119,7 @@ async def _receive(request: Request, runtime: Runtime) -> Response:
             transaction_id=transaction.transaction_id,
         )
     duplicate = result.outcome is DeliveryOutcome.DUPLICATE
-    return WrittenJSON(acknowledgement(transaction.transaction_id, result.status, duplicate), 202)
+    return WrittenBody(acknowledgement(transaction.transaction_id, result.status, duplicate), 202)
 
 
 # `Acknowledgement`'s fields in its order, written as `json_response` writes the model (a unit
