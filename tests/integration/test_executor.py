@@ -164,7 +164,7 @@ async def test_a_slot_is_free_once_its_step_finishes_not_its_whole_batch(
     # All slots are taken and both batches wait for a slow step: the claim may go on as soon
     # as a fast step has finished (before, it waited for a whole batch, here forever).
     assert await asyncio.wait_for(runner.capacity(), timeout=10) >= 1
-    for key in ("slow-1", "fast-1", "slow-2", "fast-2"):  # neither batch is recorded yet
+    for key in ("slow-1", "slow-2"):
         assert (await repository.get(key)).status == "PROCESSING"  # type: ignore[union-attr]
     release.set()
     await runner.stop()
@@ -172,3 +172,38 @@ async def test_a_slot_is_free_once_its_step_finishes_not_its_whole_batch(
         row = await repository.get(key)
         assert row is not None
         assert (row.status, row.attempts) == ("PROCESSED", 1)
+
+
+async def test_a_slow_step_holds_back_neither_the_others_outcomes_nor_their_processed_at(
+    repository: TransactionRepository, database_url: str
+) -> None:
+    """Finished steps are recorded while a slow one of their batch still runs (at least every
+    RECORD_EVERY_SECONDS), so a crash meanwhile would not send them again."""
+    release = asyncio.Event()
+
+    async def step(transaction: ClaimedTransaction) -> None:
+        if transaction.transaction_id == "slow":
+            await release.wait()
+
+    settings = Settings(_env_file=None, database_url=database_url)
+    runner = EmbeddedRunner(repository, Processor(step, settings), settings)
+    for key in ("slow", "fast-1", "fast-2"):
+        await add(repository, key)
+    claimed = await repository.claim_due(datetime.now(UTC), limit=3, lease_seconds=60, token="t")
+    assert len(claimed) == 3
+    await runner.run(claimed)
+    try:
+        await wait_for_status(repository, "fast-1", "PROCESSED")
+        await wait_for_status(repository, "fast-2", "PROCESSED")
+        assert (await repository.get("slow")).status == "PROCESSING"  # type: ignore[union-attr]
+    finally:
+        release.set()
+        await runner.stop()
+    slow = await repository.get("slow")
+    fast = await repository.get("fast-1")
+    assert slow is not None
+    assert fast is not None
+    assert slow.status == "PROCESSED"
+    assert fast.processed_at is not None
+    assert slow.processed_at is not None
+    assert fast.processed_at < slow.processed_at

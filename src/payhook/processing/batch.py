@@ -17,9 +17,15 @@ from payhook.transactions.repository import TransactionRepository
 
 log = structlog.get_logger(__name__)
 
+# A batch's finished steps are recorded at least this often while others still run: one slow
+# delivery (up to DESTINATION_TIMEOUT_SECONDS) then holds back neither the others' outcomes nor
+# their `processed_at`, and a crash meanwhile sends again only what was not recorded yet.
+RECORD_EVERY_SECONDS = 1.0
+
 
 class BatchProcessor:
-    """Runs a batch's steps concurrently and writes their outcomes in one transaction."""
+    """Runs a batch's steps concurrently and writes their outcomes in one transaction (a batch
+    with a slow step: the finished ones every RECORD_EVERY_SECONDS)."""
 
     def __init__(
         self,
@@ -40,7 +46,9 @@ class BatchProcessor:
     ) -> None:
         """Each outcome is applied only while its claim token still holds the row (fencing).
 
-        `step_done` is called as each step finishes, before the batch's outcomes are written.
+        The outcomes are written in one transaction when the steps finish within
+        RECORD_EVERY_SECONDS (the usual case), else those finished so far every time it passes.
+        `step_done` is called as each step finishes, before its outcome is written.
         """
         if not claimed:
             return
@@ -48,10 +56,22 @@ class BatchProcessor:
         if step_done is not None:
             for step in steps:
                 step.add_done_callback(lambda _: step_done())
-        outcomes = await asyncio.gather(*steps)
+        pending = set(steps)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, timeout=RECORD_EVERY_SECONDS)
+                if done:
+                    await self._record([step.result() for step in steps if step in done])
+        finally:
+            for step in pending:  # cancelled with the batch (stopping): left to their leases
+                step.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _record(self, outcomes: Sequence[Outcome]) -> None:
         applied = await record_until_lease_lapses(
             lambda: self.repository.record_outcomes(outcomes),
-            claimed[0].claimed_at,
+            outcomes[0].claimed.claimed_at,
             self._lease_seconds,
         )
         for outcome, ok in zip(outcomes, applied or [], strict=False):

@@ -2,8 +2,8 @@
 
 Waiting for the delay costs nothing: a pending transaction is only a row with a due time, and a
 slot is taken only while its step runs. A batch's steps run concurrently and its outcomes are
-written in one database transaction, so a burst of due rows costs a few statements per batch,
-not per row.
+written in one database transaction (payhook.processing.batch), so a burst of due rows costs a
+few statements per batch, not per row.
 """
 
 from __future__ import annotations

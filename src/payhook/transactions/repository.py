@@ -285,7 +285,7 @@ class TransactionRepository:
         for outcome in done:
             by_token.setdefault(outcome.claimed.claim_token, []).append(outcome)
         for token, outcomes in by_token.items():
-            # One statement per claim: processed_at is when the claim's last step finished.
+            # One statement per claim: processed_at is when the last of these steps finished.
             keys = [o.claimed.key for o in outcomes]
             finished_at = max(o.finished_at for o in outcomes)
             result = await conn.execute(
