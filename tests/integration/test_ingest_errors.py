@@ -52,21 +52,31 @@ async def test_storage_failing_answers_503(tmp_path: Path) -> None:
     await repository.dispose()
 
 
-async def test_a_bug_in_the_write_path_is_not_blamed_on_storage(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+async def ingest_through_a_write_raising(
+    error: Exception, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Ingest one transaction through a running ingestor whose write raises `error`."""
     repository = TransactionRepository(create_engine(Settings(database_url=sqlite_url)))
 
     async def broken(batch: Sequence[NewDelivery]) -> list[IngestResult]:
-        raise RuntimeError("a bug, not an outage")
+        raise error
 
     monkeypatch.setattr(repository, "ingest", broken)
     running = ingestor(repository)
     running.start()
-    with pytest.raises(RuntimeError, match="a bug, not an outage"):
+    try:
         await running.ingest(TRANSACTION, b"{}")
-    await running.stop()
-    await repository.dispose()
+    finally:
+        await running.stop()
+        await repository.dispose()
+
+
+async def test_a_bug_in_the_write_path_is_not_blamed_on_storage(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bug = RuntimeError("a bug, not an outage")
+    with pytest.raises(RuntimeError, match="a bug, not an outage"):
+        await ingest_through_a_write_raising(bug, sqlite_url, monkeypatch)
 
 
 async def test_a_driver_that_lost_its_connection_state_is_an_outage(
@@ -74,17 +84,8 @@ async def test_a_driver_that_lost_its_connection_state_is_an_outage(
 ) -> None:
     """asyncpg's own words when a connection broke mid-operation during a PostgreSQL restart
     (seen once in the fault suite, answered 500): the write did not happen, so it is a 503."""
-    repository = TransactionRepository(create_engine(Settings(database_url=sqlite_url)))
-
-    async def broken(batch: Sequence[NewDelivery]) -> list[IngestResult]:
-        raise asyncpg.InternalClientError(
-            "cannot switch to state 15; another operation (2) is in progress"
-        )
-
-    monkeypatch.setattr(repository, "ingest", broken)
-    running = ingestor(repository)
-    running.start()
+    lost = asyncpg.InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress"
+    )
     with pytest.raises(ServiceUnavailable, match="nothing was recorded"):
-        await running.ingest(TRANSACTION, b"{}")
-    await running.stop()
-    await repository.dispose()
+        await ingest_through_a_write_raising(lost, sqlite_url, monkeypatch)
