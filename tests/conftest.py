@@ -116,6 +116,12 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The session's Redis server's URL, the server started on first use."""
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    return redis.url
+
+
 @contextmanager
 def own_redis_or_skip() -> Iterator[RedisServer]:
     try:

@@ -10,9 +10,9 @@ import pytest
 
 from payhook.config import Settings
 from payhook.migrate import upgrade
-from tests.conftest import TEMPLATE
-from tests.support.processes import PayhookProcess
-from tests.support.services import PostgresServer, RedisServer
+from tests.conftest import TEMPLATE, redis_url
+from tests.support.processes import PayhookProcess, started
+from tests.support.services import PostgresServer
 
 DELAY_SECONDS = 1.5
 
@@ -58,18 +58,8 @@ def topology(
     kind, _, executor = request.param.partition("+")
     with module_database(kind, request, work) as url:
         env = {**server_env(url, work), **extra_env}
-        processes = []
-        if executor == "celery":
-            redis: RedisServer = request.getfixturevalue("redis_server")
-            env["REDIS_URL"] = redis.url
-            processes.append(PayhookProcess.worker(env, work).start())
-        api = PayhookProcess.serve(env, work).start()
-        processes.append(api)
-        try:
-            yield api
-        finally:
-            for process in processes:
-                process.stop()
+        with started(env, work, redis_url(request) if executor == "celery" else None) as running:
+            yield running.api
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres", "postgres+celery"])

@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import redis_url
 from tests.e2e.conftest import module_database
 from tests.support.payloads import transaction_body
-from tests.support.processes import PayhookProcess
+from tests.support.processes import PayhookProcess, started
 from tests.support.receiver import SECRET, Answer, Received, Receiver
-from tests.support.services import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -91,21 +91,13 @@ def running_payhook(
 ) -> Iterator[Payhook]:
     kind, _, executor = topology.partition("+")
     with module_database(kind, request, work) as url:
-        env = forwarding_env(url, receiver)
-        worker = None
-        if executor == "celery":
-            redis: RedisServer = request.getfixturevalue("redis_server")
-            env["REDIS_URL"] = redis.url
-            worker = PayhookProcess.worker(env, work).start()
-        api = PayhookProcess.serve(env, work).start()
-        payhook = Payhook(api, worker)
-        try:
-            yield payhook
-        finally:
-            payhook.client.close()
-            for process in (api, worker):
-                if process is not None:
-                    process.stop()
+        redis = redis_url(request) if executor == "celery" else None
+        with started(forwarding_env(url, receiver), work, redis) as running:
+            payhook = Payhook(running.api, running.worker)
+            try:
+                yield payhook
+            finally:
+                payhook.client.close()
 
 
 def scripted(received: Received) -> Answer:

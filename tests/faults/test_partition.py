@@ -23,10 +23,10 @@ import pytest
 
 from payhook.config import Settings
 from payhook.migrate import upgrade
-from tests.conftest import missing_service, own_postgres_or_skip
+from tests.conftest import missing_service, own_postgres_or_skip, redis_url
 from tests.faults.conftest import FIGURES
-from tests.support.processes import PayhookProcess
-from tests.support.services import PostgresServer, RedisServer
+from tests.support.processes import started
+from tests.support.services import PostgresServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_time]
 BEFORE, PARTITION, AFTER = 3.0, 20.0, 15.0
@@ -149,23 +149,14 @@ def test_a_partitioned_database_gets_fast_503s_and_loses_nothing(
         "PROCESSING_DELAY_SECONDS": "1",
         "DATABASE_TIMEOUT_SECONDS": "3",
     }
-    processes = []
-    if executor == "celery":
-        redis: RedisServer = request.getfixturevalue("redis_server")
-        env["REDIS_URL"] = redis.url
-        processes.append(PayhookProcess.worker(env, tmp_path).start())
-    api = PayhookProcess.serve(env, tmp_path).start()
-    processes.append(api)
-    try:
-        observed = asyncio.run(drive(api.base_url, cluster.port))
+    redis = redis_url(request) if executor == "celery" else None
+    with started(env, tmp_path, redis) as running:
+        observed = asyncio.run(drive(running.api.base_url, cluster.port))
         accepted = {key for _, _, status, key in observed.requests if status == 202}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not accepted <= processed_ids(cluster, "partition"):
             time.sleep(0.5)
         lost = accepted - processed_ids(cluster, "partition")
-    finally:
-        for process in processes:
-            process.stop()
 
     cut, healed = BEFORE, BEFORE + PARTITION
     during = [r for r in observed.requests if r[1] > cut and r[0] < healed]

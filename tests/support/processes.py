@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,3 +110,30 @@ class PayhookProcess:
         except subprocess.TimeoutExpired:
             self.kill()
         self.process = None
+
+
+@dataclass
+class Topology:
+    """An API process and, on Celery, the worker it dispatches to."""
+
+    api: PayhookProcess
+    worker: PayhookProcess | None
+
+
+@contextmanager
+def started(env: dict[str, str], work: Path, redis_url: str | None = None) -> Iterator[Topology]:
+    """`payhook serve` on `env`; with `redis_url`, a Celery worker too, ready first. Both are
+    stopped when the block ends, whatever happened in it."""
+    worker = None
+    if redis_url is not None:
+        env = {**env, "REDIS_URL": redis_url}
+        worker = PayhookProcess.worker(env, work).start()
+    try:
+        api = PayhookProcess.serve(env, work).start()
+        try:
+            yield Topology(api, worker)
+        finally:
+            api.stop()
+    finally:
+        if worker is not None:
+            worker.stop()
