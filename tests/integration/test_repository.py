@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, literal, select
 
 from payhook.config import Settings
 from payhook.db import create_engine
@@ -17,6 +17,7 @@ from payhook.transactions.models import (
     TransactionStatus,
     deliveries,
     processing_attempts,
+    transactions,
 )
 from payhook.transactions.records import AttemptReport, ClaimedTransaction, NewDelivery, Outcome
 from payhook.transactions.repository import TransactionRepository
@@ -154,6 +155,60 @@ async def test_outcomes_processed_retry_and_failed(repository: TransactionReposi
     assert await claim(repository, "t2") == []
     [again] = await claim(repository, "t2", at=retry_at)
     assert (again.transaction_id, again.attempt) == ("retry", 2)
+
+
+async def add_provider_twin(database_url: str, key: str, provider: str) -> None:
+    """A copy of the generic transaction `key` as `provider`'s: another transaction."""
+    engine = create_engine(Settings(_env_file=None, database_url=database_url))
+    try:
+        async with engine.begin() as conn:
+            columns = [column for column in transactions.c if column.name != "provider"]
+            copied = select(*columns, literal(provider)).where(transactions.c.transaction_id == key)
+            await conn.execute(
+                insert(transactions).from_select([*columns, transactions.c.provider], copied)
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_statements_over_claimed_rows_move_exactly_the_rows_they_name(
+    repository: TransactionRepository, database_url: str
+) -> None:
+    """One id under two providers is two transactions: taking a dispatched batch over, handing
+    claims back and recording outcomes each move only the (id, provider) rows they are given."""
+    await repository.ingest([delivery("pi_1"), delivery("pi_2"), delivery("pi_3")])
+    await add_provider_twin(database_url, "pi_1", "stripe")
+    assert len(await claim(repository, "dispatch")) == 4
+    now = datetime.now(UTC)
+    ids = ["pi_1", "pi_2", "pi_3"]
+    started = await repository.start_dispatched(ids, "dispatch", now, lease_seconds=LEASE)
+    run = {c.key: c for c in started}
+    assert sorted(run) == [("pi_1", ""), ("pi_1", "stripe"), ("pi_2", ""), ("pi_3", "")]
+    # The same message again (redelivered or duplicated) finds its token replaced.
+    assert await repository.start_dispatched(ids, "dispatch", now, lease_seconds=LEASE) == []
+
+    # Recorded while its twin is still held under the same token: the twin stays as it is.
+    applied = await repository.record_outcomes(
+        [Outcome(run[("pi_1", "")], now), Outcome(run[("pi_2", "")], now)]
+    )
+    assert applied == [True, True]
+    generic, stripe = await repository.find("pi_1")
+    assert (generic.status, generic.processed_at) == (TransactionStatus.PROCESSED, now)
+    assert (stripe.status, stripe.claim_token) == (
+        "PROCESSING",
+        run[("pi_1", "stripe")].claim_token,
+    )
+
+    await repository.release([run[("pi_1", "stripe")]])
+    retry_at = now + timedelta(seconds=5)
+    failed = Outcome(run[("pi_3", "")], now, error="boom", retry_at=retry_at)
+    assert await repository.record_outcomes([failed]) == [True]
+    [generic, stripe] = await repository.find("pi_1")
+    pi_3 = await repository.get("pi_3")
+    assert pi_3 is not None
+    assert generic.status == TransactionStatus.PROCESSED
+    assert (stripe.status, stripe.claim_token, stripe.attempts) == ("PROCESSING", None, 0)
+    assert (pi_3.status, pi_3.due_at, pi_3.last_error) == ("PROCESSING", retry_at, "boom")
 
 
 async def attempt_rows(database_url: str) -> list[Any]:
