@@ -124,6 +124,29 @@ async def test_out_of_order_refund_waits_for_its_payment(client: httpx.AsyncClie
     assert '"amount_refunded": 5.00' in raw
 
 
+async def test_a_refund_failing_after_the_charge_counted_it_counts_no_more(
+    client: httpx.AsyncClient,
+) -> None:
+    """A refund of 15.00 to a closed card fails an hour after the charge counted it in its
+    amount_refunded: Stripe sends refund.failed and no charge event."""
+    assert await verdict(client, "payment_intent.succeeded") == "applied"
+    assert await verdict(client, "charge.refunded.full") == "applied"  # 5.00 and 15.00: 20.00
+    found = await payment(client)
+    assert (found["payment_state"], found["amount_refunded"]) == ("refunded", 20.0)
+
+    failed = json.loads(fixture("refund.failed"))
+    full = json.loads(fixture("charge.refunded.full"))
+    failed["id"], failed["created"] = "evt_3QbKzTLkdIwHu7ix0LateFail", full["created"] + 3600
+    failed["data"]["object"].update(
+        id="re_3QbKzTLkdIwHu7ix0ClosedCd", amount=1500, created=full["created"]
+    )
+    response = await send(client, json.dumps(failed).encode())
+    assert response.status_code == 200, response.text
+    assert response.json()["events"][0]["verdict"] == "applied"
+    found = await payment(client)
+    assert (found["payment_state"], found["amount_refunded"]) == ("partially_refunded", 5.0)
+
+
 async def test_redeliveries_and_conflicts_are_2xx_and_change_nothing(
     client: httpx.AsyncClient, database_url: str
 ) -> None:

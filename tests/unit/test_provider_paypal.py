@@ -227,6 +227,7 @@ def test_a_webhook_id_is_required() -> None:
                 currency="USD",
                 refund_id="1Y107995YT783435V",
                 refund_minor=99,
+                refund_created_at=1534360409,  # the refund's create_time, 2018-08-15T12:13:29-07:00
                 refunded_total_minor=198,
             ),
         ),
@@ -237,6 +238,7 @@ def test_a_webhook_id_is_required() -> None:
                 currency="USD",
                 refund_id="09E71677NS257044M",
                 refund_minor=251,
+                refund_created_at=1534368610,  # 2018-08-15T14:30:10-07:00
                 refunded_total_minor=251,
             ),
         ),

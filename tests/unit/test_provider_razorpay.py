@@ -108,6 +108,7 @@ def test_a_processed_refund_attaches_to_its_payment_with_the_cumulative_refunded
         refund_id="rfnd_FS8TWyPrCsa0OB",
         refund_minor=50000,
         refund_failed=False,
+        refund_created_at=1597734071,
         refunded_total_minor=190000,
         destination_account="acc_E7OQJcEANmBHTC",
     )

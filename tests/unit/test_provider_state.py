@@ -93,6 +93,55 @@ def test_the_cumulative_figure_counts_refunds_whose_own_events_are_missing() -> 
     assert (snapshot.payment_state, snapshot.amount_refunded_minor) == (S.REFUNDED, 1000)
 
 
+def made(number: int) -> int:
+    """The `created` of a refund made `number` seconds after T0, as a provider says it."""
+    return int((T0 + timedelta(seconds=number)).timestamp())
+
+
+def refunded_minor(*items: Observed) -> tuple[PaymentState, int]:
+    snapshot = fold(items)
+    assert snapshot is not None
+    return snapshot.payment_state, snapshot.amount_refunded_minor
+
+
+def test_a_refund_failing_after_a_cumulative_figure_counted_it_is_taken_out() -> None:
+    """A refund to a closed card fails days later: Stripe lowers the charge's amount_refunded
+    but sends no charge event for it; the refund's own failure takes it out of the figure."""
+    paid = seen(0, state=S.CAPTURED, amount_minor=1000, currency="USD")
+    charge_refunded = seen(10, state=S.CAPTURED, refunded_total_minor=1000)  # re_1, full
+    fails = seen(
+        99, refund_id="re_1", refund_minor=1000, refund_failed=True, refund_created_at=made(10)
+    )
+    assert refunded_minor(paid, charge_refunded) == (S.REFUNDED, 1000)
+    assert refunded_minor(paid, charge_refunded, fails) == (S.CAPTURED, 0)
+
+
+def test_only_the_figures_that_counted_a_failed_refund_lose_it() -> None:
+    paid = seen(0, state=S.CAPTURED, amount_minor=1000, currency="USD")
+    first = seen(10, state=S.CAPTURED, refunded_total_minor=300)  # re_1 (300), made at 10
+    both = seen(20, state=S.CAPTURED, refunded_total_minor=700)  # re_1 and re_2 (400), made at 20
+    fails = seen(
+        30, refund_id="re_2", refund_minor=400, refund_failed=True, refund_created_at=made(20)
+    )
+    after = seen(40, state=S.CAPTURED, refunded_total_minor=500)  # re_1 and re_3 (200): re_2 gone
+    assert refunded_minor(paid, first, both, fails) == (S.PARTIALLY_REFUNDED, 300)
+    # A figure said after the failure no longer counts it: nothing is taken out of it.
+    assert refunded_minor(paid, first, both, fails, after) == (S.PARTIALLY_REFUNDED, 500)
+    # A figure said before the failed refund was made never counted it.
+    early = seen(
+        30, refund_id="re_2", refund_minor=400, refund_failed=True, refund_created_at=made(25)
+    )
+    assert refunded_minor(paid, first, both, early) == (S.PARTIALLY_REFUNDED, 700)
+
+
+def test_a_failure_without_times_leaves_the_cumulative_figure_as_it_was_said() -> None:
+    """Where the refund's making is not known, the figure may or may not have counted it."""
+    paid = seen(0, state=S.CAPTURED, amount_minor=1000, currency="USD")
+    charge_refunded = seen(10, state=S.CAPTURED, refunded_total_minor=1000)
+    fails = seen(99, refund_id="re_1", refund_minor=1000, refund_failed=True)
+    assert refunded_minor(paid, charge_refunded, fails) == (S.REFUNDED, 1000)
+
+
 def test_refunds_do_not_change_a_payment_that_is_not_captured() -> None:
     authorized = seen(0, state=S.AUTHORIZED, amount_minor=1000, currency="USD")
     refund = seen(1, refund_id="re_1", refund_minor=1000)
@@ -139,6 +188,7 @@ observations = st.builds(
     refund_id=st.none() | st.sampled_from(["re_1", "re_2", "re_3"]),
     refund_minor=st.none() | st.integers(0, 10_000),
     refund_failed=st.booleans(),
+    refund_created_at=st.none() | st.integers(0, 5).map(made),
     refunded_total_minor=st.none() | st.integers(0, 10_000),
     dispute_opened=st.booleans(),
     dispute_closed=st.booleans(),

@@ -116,9 +116,15 @@ def paid(state: PaymentState, refunded_total: int | None = None) -> Observation:
     )
 
 
-def refunded(refund_id: str, amount: int, failed: bool = False) -> Observation:
+def refunded(
+    refund_id: str, amount: int, failed: bool = False, made: int = 1735740000
+) -> Observation:
     return Observation(
-        refund_id=refund_id, refund_minor=amount, refund_failed=failed, currency="USD"
+        refund_id=refund_id,
+        refund_minor=amount,
+        refund_failed=failed,
+        refund_created_at=made,
+        currency="USD",
     )
 
 
@@ -139,7 +145,10 @@ def refunded(refund_id: str, amount: int, failed: bool = False) -> Observation:
         ("refund.created", refunded(REFUND, 500)),
         ("refund.updated", refunded(REFUND, 500)),
         ("charge.refund.updated", refunded(REFUND, 500)),
-        ("refund.failed", refunded("re_3QbKzTLkdIwHu7ix0FaIl3dX", 300, failed=True)),
+        (
+            "refund.failed",
+            refunded("re_3QbKzTLkdIwHu7ix0FaIl3dX", 300, failed=True, made=1735740300),
+        ),
         ("charge.dispute.created", Observation(dispute_opened=True)),
         ("charge.dispute.closed", Observation(dispute_closed=True)),
     ],

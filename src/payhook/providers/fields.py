@@ -105,12 +105,18 @@ def integer(parent: JsonObject, key: str) -> int:
     return value
 
 
-def unix_time(parent: JsonObject, key: str) -> datetime | None:
-    """A Unix-seconds field as an aware UTC datetime, None when absent or unusable."""
+def unix_seconds(parent: JsonObject, key: str) -> int | None:
+    """A Unix-seconds field, None when absent or unusable."""
     value = parent.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**33:
         return None
-    return datetime.fromtimestamp(value, UTC)
+    return value
+
+
+def unix_time(parent: JsonObject, key: str) -> datetime | None:
+    """A Unix-seconds field as an aware UTC datetime, None when absent or unusable."""
+    seconds = unix_seconds(parent, key)
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def iso_time(parent: JsonObject, key: str) -> datetime | None:

@@ -53,6 +53,9 @@ class Observation:
     refund_id: str | None = None
     refund_minor: int | None = None
     refund_failed: bool = False
+    # When the refund was made, in seconds since the epoch: with the failure's own time, it says
+    # which cumulative figures counted a refund that failed later.
+    refund_created_at: int | None = None
     refunded_total_minor: int | None = None  # a cumulative figure (Stripe's amount_refunded)
     dispute_opened: bool = False
     dispute_closed: bool = False

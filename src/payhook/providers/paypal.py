@@ -315,11 +315,13 @@ def _refund(resource: JsonObject) -> Observation:
     minor, currency = _money(fields.member(resource, "amount"))
     breakdown = resource.get("seller_payable_breakdown")
     total = breakdown.get("total_refunded_amount") if isinstance(breakdown, Mapping) else None
+    made = fields.iso_time(resource, "create_time")
     return Observation(
         currency=currency,
         refund_id=fields.text(resource, "id"),
         refund_minor=minor,
         refund_failed=resource.get("status") in _FAILED_REFUND,
+        refund_created_at=int(made.timestamp()) if made is not None else None,
         refunded_total_minor=_money(total)[0] if isinstance(total, Mapping) else None,
     )
 

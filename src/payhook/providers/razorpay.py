@@ -185,6 +185,7 @@ def _refund_observation(
         refund_id=fields.text(refund, "id"),
         refund_minor=fields.integer(refund, "amount"),
         refund_failed=failed,
+        refund_created_at=fields.unix_seconds(refund, "created_at"),
     )
 
 

@@ -12,6 +12,7 @@ Hypothesis). The precedence, also in docs/PROVIDERS.md:
 | `authorized` after `captured` (a late event) | captured: the late event is `stale` |
 | refunds, with a captured base | amount_refunded >= amount: refunded; > 0: partially_refunded |
 | amount_refunded | max(largest cumulative figure, sum of each non-failed refund id's amount) |
+| a refund failed after a cumulative figure counted it | taken out of that figure |
 | disputed | true once any dispute is seen opened (or closed), and stays true |
 | amount, currency, accounts | from the highest (state rank, occurred_at, event_id) having them |
 | no base state observed yet | no snapshot: the payment's events are `waiting` |
@@ -96,14 +97,15 @@ class _Folding:
     has it, the first such on a tie.
     """
 
-    __slots__ = ("base", "best", "cumulative", "disputed", "failed", "refunds")
+    __slots__ = ("base", "best", "created", "cumulatives", "disputed", "failed", "refunds")
 
     def __init__(self) -> None:
         self.base = -1
         self.best: dict[str, tuple[_Order, Any]] = {}
-        self.cumulative = 0
+        self.cumulatives: list[tuple[datetime | None, int]] = []  # (when said, the figure)
         self.refunds: dict[str, int] = {}  # the largest amount seen for each refund id
-        self.failed: set[str] = set()
+        self.created: dict[str, int] = {}  # when each refund was made, where an event said
+        self.failed: dict[str, datetime | None] = {}  # the earliest failure seen, if timed
         self.disputed = False
 
     def add(self, item: Observed) -> None:
@@ -120,15 +122,47 @@ class _Folding:
         if observation.dispute_opened or observation.dispute_closed:
             self.disputed = True
         if observation.refunded_total_minor is not None:
-            self.cumulative = max(self.cumulative, observation.refunded_total_minor)
+            self.cumulatives.append((item.occurred_at, observation.refunded_total_minor))
         refund_id = observation.refund_id
         if refund_id is not None:
             if observation.refund_failed:
-                self.failed.add(refund_id)
+                self._failed(refund_id, item.occurred_at)
+            if observation.refund_created_at is not None:
+                self.created[refund_id] = min(
+                    self.created.get(refund_id, observation.refund_created_at),
+                    observation.refund_created_at,
+                )
             if observation.refund_minor is not None:
                 self.refunds[refund_id] = max(
                     self.refunds.get(refund_id, 0), observation.refund_minor
                 )
+
+    def _failed(self, refund_id: str, at: datetime | None) -> None:
+        if refund_id not in self.failed:
+            self.failed[refund_id] = at
+        elif at is not None:
+            known = self.failed[refund_id]
+            self.failed[refund_id] = at if known is None else min(known, at)
+
+    def _cumulative(self) -> int:
+        """The largest cumulative figure, less the refunds it counted that failed later.
+
+        A figure said at `t` counted a refund made at or before `t` that failed after `t`;
+        where a time is unknown, the figure is taken as it was said.
+        """
+        largest = 0
+        for said_at, total in self.cumulatives:
+            counted_failures = 0
+            if said_at is not None and self.failed:
+                moment = said_at.timestamp()
+                for refund_id, failed_at in self.failed.items():
+                    made = self.created.get(refund_id)
+                    if made is None or failed_at is None:
+                        continue  # untimed: it may or may not be in the figure
+                    if made <= moment < failed_at.timestamp():
+                        counted_failures += self.refunds.get(refund_id, 0)
+            largest = max(largest, total - counted_failures)
+        return largest
 
     def snapshot(self) -> PaymentSnapshot | None:
         if self.base < 0:
@@ -136,7 +170,7 @@ class _Folding:
         best = self.best
         amount = best["amount_minor"][1] if "amount_minor" in best else None
         summed = sum(v for k, v in self.refunds.items() if k not in self.failed)
-        refunded = max(self.cumulative, summed)
+        refunded = max(self._cumulative(), summed)
         return PaymentSnapshot(
             _with_refunds(_BY_RANK[self.base], amount, refunded),
             amount,

@@ -39,7 +39,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, NoReturn
 
@@ -171,10 +171,7 @@ def _object(document: Document) -> Document:
 
 
 def _occurred_at(document: Document) -> datetime | None:
-    created = document.get("created")
-    if isinstance(created, int) and not isinstance(created, bool) and 0 <= created < 2**37:
-        return datetime.fromtimestamp(created, UTC)
-    return None
+    return fields.unix_time(document, "created")
 
 
 # -- reading Stripe objects ------------------------------------------------------------------
@@ -302,6 +299,7 @@ def _refund(refund: Document, event: Document) -> Mapped:
         refund_id=_required_id(refund),
         refund_minor=_minor(refund, "amount"),
         refund_failed=failed,
+        refund_created_at=fields.unix_seconds(refund, "created"),
         currency=_currency(refund),
     )
     return _payment_of(refund), observation
