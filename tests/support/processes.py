@@ -59,10 +59,15 @@ class PayhookProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        if self.port is not None:
-            self._wait_healthy(timeout)
-        elif self.ready_text is not None:
-            self.wait_for_log(self.ready_text, timeout)
+        try:
+            if self.port is not None:
+                self._wait_healthy(timeout)
+            elif self.ready_text is not None:
+                self.wait_for_log(self.ready_text, timeout)
+        except BaseException:
+            # Never ready, or the run was interrupted meanwhile: nothing stops it later.
+            self.kill()
+            raise
         return self
 
     def wait_for_log(self, text: str, timeout: float) -> None:
