@@ -105,8 +105,8 @@ def refunded_minor(*items: Observed) -> tuple[PaymentState, int]:
 
 
 def test_a_refund_failing_after_a_cumulative_figure_counted_it_is_taken_out() -> None:
-    """A refund to a closed card fails days later: Stripe lowers the charge's amount_refunded
-    but sends no charge event for it; the refund's own failure takes it out of the figure."""
+    """A refund to a closed card fails days later, and no charge event says so: the refund's
+    own failure takes it out of the figure that counted it."""
     paid = seen(0, state=S.CAPTURED, amount_minor=1000, currency="USD")
     charge_refunded = seen(10, state=S.CAPTURED, refunded_total_minor=1000)  # re_1, full
     fails = seen(
