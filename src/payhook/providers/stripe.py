@@ -39,7 +39,6 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, NoReturn
 
@@ -132,7 +131,7 @@ def event_from_body(raw: bytes) -> ProviderEvent:
         transaction_id, observation = mapper(_object(document), document)
     except Unmappable as exc:
         return _ignored(event_id, event_type, raw, str(exc))
-    occurred_at = _occurred_at(document)
+    occurred_at = fields.unix_time(document, "created")
     return ProviderEvent(NAME, event_id, event_type, transaction_id, occurred_at, observation, raw)
 
 
@@ -168,10 +167,6 @@ def _object(document: Document) -> Document:
     if not isinstance(obj, dict):
         raise Unmappable("the event has no data.object")
     return obj
-
-
-def _occurred_at(document: Document) -> datetime | None:
-    return fields.unix_time(document, "created")
 
 
 # -- reading Stripe objects ------------------------------------------------------------------
