@@ -92,7 +92,6 @@ async def read_json_body(request: Request, model: type[M]) -> M | None:
     response_model=TransactionPage,
     responses={
         **AUTH_RESPONSES,
-        400: problem_response("The cursor is not one this service issued."),
         **INVALID_INPUT,
     },
 )
