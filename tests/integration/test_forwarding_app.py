@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -54,6 +55,7 @@ async def test_metrics_and_console_show_the_destination(
         destination_failure_threshold=2,
         destination_probe_seconds=30,
         destination_probe_max_seconds=30,
+        max_retries=0,  # an attempt spent while the destination is down would be FAILED at once
     )
     async with app_client(settings, run_executor=True) as client:
         assert (await client.post("/console/login", data={"token": TOKEN})).status_code == 303
@@ -65,12 +67,13 @@ async def test_metrics_and_console_show_the_destination(
         page = (await client.get("/console")).text
 
         receiver.stop()
-        for key in ("down-1", "down-2", "down-3"):
+        down_keys = ["down-1", "down-2", "down-3"]
+        for key in down_keys:
             await post(client, key)
-        await asyncio.sleep(1.5)
+        handled = await wait_handled(client, down_keys)
         failing = samples((await client.get("/metrics", headers=ADMIN)).text)
         down = (await client.get("/console/api/stats")).json()["destination"]
-        waiting = await statuses(client, ["down-1", "down-2", "down-3"])
+        waiting = await statuses(client, down_keys)
 
     delivered = ("payhook_destination_deliveries_total", (("outcome", "delivered"),))
     assert healthy[delivered] == 2
@@ -81,4 +84,23 @@ async def test_metrics_and_console_show_the_destination(
     assert failing[("payhook_destination_up", ())] == 0
     assert failing[("payhook_destination_consecutive_failures", ())] >= 2
     assert down.startswith("failing: next probe in")
-    assert waiting == ["PROCESSING"] * 3  # nothing FAILED: they wait for the probe
+    # Each met the destination down (tried, or held back by the open gate), and none spent its
+    # one attempt: nothing FAILED, they wait for the probe.
+    assert waiting == ["PROCESSING"] * 3
+    assert [timeline["transaction"]["attempts"] for timeline in handled] == [0, 0, 0]
+    tried = [e["outcome"] for t in handled for e in t["events"] if e["kind"] == "attempt"]
+    assert len(tried) >= 2  # the failures that opened the gate (threshold 2)
+    assert set(tried) == {"deferred"}
+
+
+async def wait_handled(client: httpx.AsyncClient, ids: list[str]) -> list[dict[str, Any]]:
+    """The timelines of `ids` once the step has met each (a last error; at most 10 s)."""
+    for _ in range(200):
+        timelines = [
+            (await client.get(f"/v1/transactions/{key}/timeline", headers=ADMIN)).json()
+            for key in ids
+        ]
+        if all(t["transaction"]["last_error"] is not None for t in timelines):
+            return timelines
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the step did not meet every one of {ids}: {timelines}")
