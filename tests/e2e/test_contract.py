@@ -130,7 +130,11 @@ async def test_duplicates_after_processing_change_nothing(
     assert {(r.status_code, r.json()["duplicate"], r.json()["status"]) for r in again} == {
         (202, True, "PROCESSED")
     }
-    await asyncio.sleep(0.3)
+    # A duplicate wrongly made due again would fall due no later than a transaction posted after
+    # it: once that one is processed, the executor has had its chance to run the step again.
+    later = new_id()
+    await post(client, payload(later))
+    await wait_processed(client, later)
     assert await fetch(client, key) == before
     assert Counter(k for k, _ in read_calls(calls_file))[key] == 1
 
