@@ -4,7 +4,8 @@
 test can count calls per transaction across processes and restarts, and fails on purpose for ids
 that ask for it: `fail-always-*` always, `fail-twice-*` on its first two attempts,
 `fail-until-file-*` while the file named by PAYHOOK_TEST_FAIL_FLAG exists (so a test can let a
-replay succeed; once it passes it first sleeps PAYHOOK_TEST_PASS_DELAY seconds, default 0),
+replay succeed; once it passes it first waits, at most 20 s, while the file named by
+PAYHOOK_TEST_HOLD_FLAG exists, if that is set, so a test can see it PROCESSING),
 and `slow-*` sleeps for PAYHOOK_TEST_SLOW_SECONDS after recording the call.
 """
 
@@ -45,7 +46,14 @@ async def record_and_script(transaction: ClaimedTransaction) -> None:
     if key.startswith("fail-until-file-") and _fail_flag_present():
         raise RuntimeError(f"scripted failure on attempt {transaction.attempt} (flag file present)")
     if key.startswith("fail-until-file-"):
-        await asyncio.sleep(float(os.environ.get("PAYHOOK_TEST_PASS_DELAY", "0")))
+        await _while_held(os.environ.get("PAYHOOK_TEST_HOLD_FLAG"), seconds=20)
+
+
+async def _while_held(flag: str | None, seconds: float) -> None:
+    """Until `flag` is gone; at most `seconds`, within the step's timeout (30 s by default)."""
+    deadline = time.monotonic() + seconds
+    while flag is not None and os.path.exists(flag) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
 
 
 def _fail_flag_present() -> bool:
