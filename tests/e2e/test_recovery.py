@@ -32,6 +32,16 @@ def wait_all_processed(base_url: str, keys: list[str], timeout: float) -> None:
     raise AssertionError(f"not all processed: {statuses(base_url, keys)}")
 
 
+def wait_called(calls_file: Path, keys: list[str], timeout: float) -> None:
+    """Until the step has been called for every one of `keys`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if set(keys) <= {key for key, _ in read_calls(calls_file)}:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the step was not called for all of {keys}")
+
+
 def test_kill_9_while_waiting_and_running_then_restart_processes_each_once(
     e2e_database_url: str, tmp_path: Path
 ) -> None:
@@ -50,13 +60,15 @@ def test_kill_9_while_waiting_and_running_then_restart_processes_each_once(
                     client.post("/v1/webhooks/transactions", json=transaction_body(key)).status_code
                     == 202
                 )
-            time.sleep(DELAY_SECONDS + 0.5)  # the slow ones are now mid-step
+            wait_called(tmp_path / "calls.txt", running, timeout=DELAY_SECONDS + 15)  # mid-step
             for key in waiting:
                 assert (
                     client.post("/v1/webhooks/transactions", json=transaction_body(key)).status_code
                     == 202
                 )
         server.kill()
+        called = {key for key, _ in read_calls(tmp_path / "calls.txt")}
+        waiting_at_kill = [key for key in waiting if key not in called]
         server.env["PAYHOOK_TEST_SLOW_SECONDS"] = "0"
         server.start()
         wait_all_processed(server.base_url, waiting, timeout=DELAY_SECONDS + 15)
@@ -65,6 +77,9 @@ def test_kill_9_while_waiting_and_running_then_restart_processes_each_once(
         server.stop()
     calls = read_calls(tmp_path / "calls.txt")
     per_id = Counter(key for key, _ in calls)
+    # Posted 1.5 s before falling due and killed at once: most were still waiting (on a slow
+    # machine a few may have run before the kill; they too must have run once).
+    assert len(waiting_at_kill) >= len(waiting) // 2, waiting_at_kill
     assert all(per_id[key] == 1 for key in waiting), per_id
     # A step that was mid-flight when the process died runs again once its lease lapses (the
     # crash hid whether it finished); the retry is attempt 2, with the same idempotency key.
