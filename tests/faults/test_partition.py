@@ -35,6 +35,9 @@ CONCURRENCY = 16
 # is a hang, as before the fix (15 s, until the client gave up).
 LONGEST_ALLOWED = 10.0
 RECOVERY_ALLOWED = 15.0
+# GET / never waits on the database: under the partition it answers in about 0.1 s (CI runs),
+# where a wait on the database would take its 3 s timeout.
+HEALTH_ALLOWED = 2.5
 
 
 @dataclass
@@ -181,6 +184,6 @@ def test_a_partitioned_database_gets_fast_503s_and_loses_nothing(
     assert any(status == 503 for _, _, status, _ in during)
     assert first_202_after < RECOVERY_ALLOWED
     assert all(status == 200 for _, _, status in observed.health)
-    assert slowest_health < 5.0
+    assert slowest_health < HEALTH_ALLOWED
     assert any(status == 503 for at, status in observed.ready if cut < at < healed)
     assert observed.ready[-1][1] == 200
