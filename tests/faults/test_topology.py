@@ -213,7 +213,8 @@ def test_every_acknowledged_transaction_survives_the_faults(
         f"{log.connection_errors}, retries {log.retries}, lost {len(lost)}, "
         f"2xx-not-stored {len(unstored)}, double-processed {len(unexplained)}, "
         f"re-run after the worker kill {len(repeated) - len(unexplained)}, "
-        f"processed_at moved {len(watch.moved)} of {watch.checked()} seen twice, max lateness {max(lateness):.2f} s, "
+        f"processed_at moved {len(watch.moved)} of {watch.checked()} seen twice, "
+        f"max lateness {max(lateness):.2f} s, "
         f"p99 lateness {sorted(lateness)[int(0.99 * len(lateness))]:.2f} s"
     )
     record_property(FIGURES, figures)  # printed at the end of the run (tests/faults/conftest.py)

@@ -51,9 +51,14 @@ async def record_and_script(transaction: ClaimedTransaction) -> None:
 
 async def _while_held(flag: str | None, seconds: float) -> None:
     """Until `flag` is gone; at most `seconds`, within the step's timeout (30 s by default)."""
-    deadline = time.monotonic() + seconds
-    while flag is not None and os.path.exists(flag) and time.monotonic() < deadline:
+    for _ in range(round(seconds / 0.05)):
+        if not _present(flag):
+            return
         await asyncio.sleep(0.05)
+
+
+def _present(flag: str | None) -> bool:
+    return flag is not None and os.path.exists(flag)
 
 
 def _fail_flag_present() -> bool:
