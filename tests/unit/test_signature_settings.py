@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from payhook.config import Settings, SignatureScheme
+from payhook.config import Environment, Settings, SignatureScheme
 
 
 def settings(**values: Any) -> Settings:
@@ -26,7 +26,11 @@ def test_production_refuses_unsigned_webhooks() -> None:
 
 
 def test_production_accepts_unsigned_webhooks_when_the_operator_opts_in() -> None:
-    assert settings(environment="production", allow_unsigned_webhooks=True)
+    """The opt-in is kept as given: production, no signing scheme, unsigned deliveries allowed."""
+    configured = settings(environment="production", allow_unsigned_webhooks=True)
+    assert configured.environment is Environment.PRODUCTION
+    assert configured.webhook_signature_scheme is SignatureScheme.NONE
+    assert configured.allow_unsigned_webhooks is True
 
 
 def test_production_with_a_signing_scheme_starts() -> None:
