@@ -7,4 +7,5 @@ from tests.support.services import PostgresServer
 
 def test_postgres_answers(postgres: PostgresServer) -> None:
     assert postgres.psql("SELECT 1") == "1"
-    assert postgres.psql("SHOW server_version_num") >= "150000"
+    # As a number: compared as text, "90600" (9.6) would pass as >= "150000".
+    assert int(postgres.psql("SHOW server_version_num")) >= 150000
