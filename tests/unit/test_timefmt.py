@@ -17,11 +17,22 @@ MOMENTS = [
 ]
 
 
-@pytest.mark.parametrize("moment", MOMENTS)
-@pytest.mark.parametrize("timespec", ["microseconds", "seconds"])
-def test_every_zone_is_written_as_utc_with_z(moment: datetime, timespec: str) -> None:
-    expected = moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
-    assert isoformat_z(moment, timespec) == expected
+# Each moment of MOMENTS as written with timespec "microseconds" and "seconds", worked out by
+# hand (10:30 UTC is 16:00 at +05:30), not by the expression the code itself uses.
+WRITTEN = [
+    ("2024-01-15T10:30:00.000000Z", "2024-01-15T10:30:00Z"),
+    ("2024-01-15T10:30:00.000250Z", "2024-01-15T10:30:00Z"),
+    ("2024-01-15T10:30:00.000250Z", "2024-01-15T10:30:00Z"),
+    ("2024-01-15T10:30:00.000000Z", "2024-01-15T10:30:00Z"),
+    ("2024-01-15T10:30:00.000000Z", "2024-01-15T10:30:00Z"),
+]
+
+
+@pytest.mark.parametrize(("moment", "written"), list(zip(MOMENTS, WRITTEN, strict=True)))
+def test_every_zone_is_written_as_utc_with_z(moment: datetime, written: tuple[str, str]) -> None:
+    """UTC itself, another UTC object or +05:30: the instant is written in UTC with a Z, to the
+    precision asked."""
+    assert (isoformat_z(moment, "microseconds"), isoformat_z(moment, "seconds")) == written
 
 
 def test_the_forms() -> None:
