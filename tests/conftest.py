@@ -21,7 +21,7 @@ from tests.support.services import (
     throwaway_postgres,
 )
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")  # as CI systems set it
 TEMPLATE = "payhook_template"
 
 

@@ -18,8 +18,16 @@ from payhook.transactions.models import DeliveryOutcome
 from payhook.transactions.records import ClaimedTransaction, Outcome
 
 
-def test_cursors_round_trip() -> None:
-    position = (datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), "txn/é 1")
+@pytest.mark.parametrize(
+    "at",
+    [
+        datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # before 1970: a signed count
+        datetime(1, 1, 1, tzinfo=UTC),
+    ],
+)
+def test_cursors_round_trip(at: datetime) -> None:
+    position = (at, "txn/é 1")
     assert decode_cursor(encode_cursor(position)) == position
 
 
