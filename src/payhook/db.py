@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -29,6 +30,16 @@ STORAGE_ERRORS = (
     TimeoutError,
     ConnectionError,
 )
+
+UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+"""What neither database keeps in text: a NUL (PostgreSQL refuses it) and a lone surrogate (no
+UTF-8 holds one)."""
+
+
+def storable_text(text: str | None) -> str | None:
+    """`text` with each NUL and lone surrogate read as U+FFFD, the replacement character."""
+    return None if text is None else UNSTORABLE_TEXT.sub("\ufffd", text)
+
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

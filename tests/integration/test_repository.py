@@ -273,3 +273,34 @@ async def test_attempts_keep_what_the_step_reported(
         5.0,
         '{"ok": true}',
     )
+
+
+async def test_a_nul_or_lone_surrogate_in_an_error_or_answer_is_stored_not_a_failed_batch(
+    repository: TransactionRepository, database_url: str
+) -> None:
+    """The far side's text (an answer's first KB, a step's error) may hold a NUL, which
+    PostgreSQL refuses in text, or a lone surrogate, which no UTF-8 holds: stored as U+FFFD,
+    the outcomes written beside it are kept."""
+    await repository.ingest([delivery("binary"), delivery("failing"), delivery("fine")])
+    claimed = {c.transaction_id: c for c in await claim(repository, "t1")}
+    now = datetime.now(UTC)
+    answered = AttemptReport(status=200, latency_seconds=0.001, answer="ok\x00\ud800")
+
+    applied = await repository.record_outcomes(
+        [
+            Outcome(claimed["binary"], now, report=answered),
+            Outcome(claimed["failing"], now, error="boom\x00\udfff"),
+            Outcome(claimed["fine"], now),
+        ]
+    )
+
+    assert applied == [True, True, True]
+    statuses = {key: (await repository.get(key)) for key in claimed}
+    assert {key: row.status for key, row in statuses.items() if row} == {
+        "binary": TransactionStatus.PROCESSED,
+        "failing": TransactionStatus.FAILED,
+        "fine": TransactionStatus.PROCESSED,
+    }
+    rows = {row.transaction_id: row for row in await attempt_rows(database_url)}
+    assert rows["binary"].answer == "ok\ufffd\ufffd"
+    assert rows["failing"].error == "boom\ufffd\ufffd"

@@ -14,6 +14,7 @@ from typing import Any
 
 import simplejson
 
+from payhook.db import storable_text
 from payhook.errors import InvalidRequest
 from payhook.providers import currencies
 
@@ -37,7 +38,6 @@ def load_json(raw: bytes) -> Any:
 # The JSON escapes of what no text column takes: NUL (PostgreSQL refuses it) and UTF-16
 # surrogates (a lone one is no character; UTF-8 cannot encode it). A pair also matches: harmless.
 _UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def storable(document: Any, raw: bytes) -> Any:
@@ -57,7 +57,7 @@ def storable(document: Any, raw: bytes) -> Any:
 
 def _replaced(value: Any) -> Any:
     if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
+        return storable_text(value)
     if isinstance(value, dict):
         return {_replaced(key): _replaced(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -14,6 +14,7 @@ from sqlalchemy import Row, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from payhook.db import storable_text
 from payhook.transactions import postgres
 from payhook.transactions.models import (
     GENERIC,
@@ -313,7 +314,9 @@ class TransactionRepository:
         values: dict[str, object] = {
             "claim_token": None,
             "lease_expires_at": None,
-            "last_error": outcome.error,
+            # Errors and answers are the far side's text: a NUL in one would fail the whole
+            # batch's write on PostgreSQL, and with it every outcome recorded beside it.
+            "last_error": storable_text(outcome.error),
         }
         if retry:
             values["due_at"] = outcome.retry_at
@@ -439,10 +442,10 @@ def _attempt_row(outcome: Outcome) -> dict[str, object]:
         "started_at": outcome.claimed.claimed_at,
         "finished_at": outcome.finished_at,
         "outcome": _attempt_outcome(outcome).value,
-        "error": outcome.error,
+        "error": storable_text(outcome.error),
         "destination_status": report.status,
         "latency_ms": None if latency is None else round(latency * 1000, 3),
-        "answer": report.answer,
+        "answer": storable_text(report.answer),
     }
 
 
