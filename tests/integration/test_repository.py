@@ -178,8 +178,11 @@ async def test_statements_over_claimed_rows_move_exactly_the_rows_they_name(
     claims back and recording outcomes each move only the (id, provider) rows they are given."""
     await repository.ingest([delivery("pi_1"), delivery("pi_2"), delivery("pi_3")])
     await add_provider_twin(database_url, "pi_1", "stripe")
-    assert len(await claim(repository, "dispatch")) == 4
     now = datetime.now(UTC)
+    dispatched = await repository.claim_due(
+        now, limit=100, lease_seconds=LEASE, token="dispatch", count_attempt=False
+    )
+    assert len(dispatched) == 4
     ids = ["pi_1", "pi_2", "pi_3"]
     started = await repository.start_dispatched(ids, "dispatch", now, lease_seconds=LEASE)
     run = {c.key: c for c in started}
@@ -207,7 +210,8 @@ async def test_statements_over_claimed_rows_move_exactly_the_rows_they_name(
     pi_3 = await repository.get("pi_3")
     assert pi_3 is not None
     assert generic.status == TransactionStatus.PROCESSED
-    assert (stripe.status, stripe.claim_token, stripe.attempts) == ("PROCESSING", None, 0)
+    # Handing back takes no attempt back (it is for dispatches, which count none).
+    assert (stripe.status, stripe.claim_token, stripe.attempts) == ("PROCESSING", None, 1)
     assert (pi_3.status, pi_3.due_at, pi_3.last_error) == ("PROCESSING", retry_at, "boom")
 
 
@@ -304,3 +308,31 @@ async def test_a_nul_or_lone_surrogate_in_an_error_or_answer_is_stored_not_a_fai
     rows = {row.transaction_id: row for row in await attempt_rows(database_url)}
     assert rows["binary"].answer == "ok\ufffd\ufffd"
     assert rows["failing"].error == "boom\ufffd\ufffd"
+
+
+async def test_a_dispatch_that_never_reaches_a_worker_spends_no_attempt(
+    repository: TransactionRepository,
+) -> None:
+    """A batch dispatched to Celery whose message is lost (Redis flushed, a worker killed
+    before it took the batch over) comes back when its lease lapses, again and again if need
+    be: only a worker taking it over starts an attempt, so the step runs as attempt 1."""
+    await repository.ingest([delivery("lost"), delivery("published")])
+    at = datetime.now(UTC)
+    for round_ in range(6):  # more lapses than MAX_RETRIES allows attempts
+        lapsed = at + timedelta(seconds=2 * round_)
+        dispatched = await repository.claim_due(
+            lapsed, limit=100, lease_seconds=1, token=f"d{round_}", count_attempt=False
+        )
+        assert sorted(c.transaction_id for c in dispatched) == ["lost", "published"]
+        assert {c.attempt for c in dispatched} == {0}
+    last = at + timedelta(seconds=10)
+    started = await repository.start_dispatched(["lost"], "d5", last, lease_seconds=LEASE)
+    assert [(c.transaction_id, c.attempt) for c in started] == [("lost", 1)]
+
+    # Publishing failed: the claim is handed back, due again at once, with nothing spent.
+    await repository.release([c for c in dispatched if c.transaction_id == "published"])
+    published = await repository.get("published")
+    assert published is not None
+    assert (published.claim_token, published.attempts) == (None, 0)
+    again = await claim(repository, "embedded", at=last)
+    assert [(c.transaction_id, c.attempt) for c in again] == [("published", 1)]

@@ -30,6 +30,7 @@ class EmbeddedRunner:
     """
 
     linger_seconds = 0.0
+    claim_starts_attempt = True
 
     def __init__(
         self,

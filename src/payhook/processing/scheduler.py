@@ -38,6 +38,10 @@ class Runner(Protocol):
     # How long after the earliest due time to claim, so that rows falling due together travel
     # in one batch; worth it only where handing over a batch costs a round trip.
     linger_seconds: float
+    # Whether a claim is the start of the attempt (steps run in this process at once), or only a
+    # dispatch whose attempt starts when a worker takes the batch over: a dispatch that never
+    # reaches a worker (a message lost with Redis) must cost time, never an attempt.
+    claim_starts_attempt: bool
 
     def start(self) -> None: ...
 
@@ -106,6 +110,7 @@ class Scheduler:
             limit=limit,
             lease_seconds=self._settings.lease_seconds,
             token=str(uuid.uuid4()),
+            count_attempt=self._runner.claim_starts_attempt,
         )
         self._backlog = len(claimed) == limit
         if claimed:

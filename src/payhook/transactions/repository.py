@@ -198,9 +198,19 @@ class TransactionRepository:
             return due
 
     async def claim_due(
-        self, now: datetime, *, limit: int, lease_seconds: float, token: str
+        self,
+        now: datetime,
+        *,
+        limit: int,
+        lease_seconds: float,
+        token: str,
+        count_attempt: bool = True,
     ) -> list[ClaimedTransaction]:
-        """Lease up to `limit` due rows to `token`; rows locked by others are skipped."""
+        """Lease up to `limit` due rows to `token`; rows locked by others are skipped.
+
+        `count_attempt`: the claim starts an attempt (the embedded runner), else it only
+        dispatches the rows, and `start_dispatched` counts the attempt.
+        """
         due = (
             select(transactions.c.transaction_id, transactions.c.provider)
             .where(IS_PROCESSING, transactions.c.due_at <= now, _unleased(now))
@@ -212,7 +222,7 @@ class TransactionRepository:
             update(transactions)
             .where(ROW_KEY.in_(due))
             .values(
-                attempts=transactions.c.attempts + 1,
+                attempts=transactions.c.attempts + (1 if count_attempt else 0),
                 claim_token=token,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
             )
@@ -225,7 +235,8 @@ class TransactionRepository:
     async def start_dispatched(
         self, ids: Sequence[str], dispatch_token: str, now: datetime, *, lease_seconds: float
     ) -> list[ClaimedTransaction]:
-        """Take over rows dispatched under `dispatch_token` with a fresh token and lease.
+        """Take over rows dispatched under `dispatch_token` with a fresh token and lease: the
+        attempt starts here (a dispatch that never got this far spent none).
 
         A redelivered or duplicated message finds the token already replaced and gets nothing.
         """
@@ -237,7 +248,11 @@ class TransactionRepository:
                 transactions.c.claim_token == dispatch_token,
                 IS_PROCESSING,
             )
-            .values(claim_token=run_token, lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .values(
+                attempts=transactions.c.attempts + 1,
+                claim_token=run_token,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+            )
             .returning(*CLAIM_COLUMNS)
         )
         async with self._engine.begin() as conn:
@@ -245,7 +260,8 @@ class TransactionRepository:
         return [_claimed(row, run_token, now) for row in rows]
 
     async def release(self, claimed: Sequence[ClaimedTransaction]) -> None:
-        """Hand back claims whose step never started, so they are due again at once."""
+        """Hand back dispatch claims that never reached a worker (they counted no attempt), so
+        they are due again at once."""
         by_token: dict[str, list[tuple[str, str]]] = {}
         for item in claimed:
             by_token.setdefault(item.claim_token, []).append(item.key)
@@ -254,11 +270,7 @@ class TransactionRepository:
                 await conn.execute(
                     update(transactions)
                     .where(ROW_KEY.in_(keys), transactions.c.claim_token == token)
-                    .values(
-                        claim_token=None,
-                        lease_expires_at=None,
-                        attempts=transactions.c.attempts - 1,
-                    )
+                    .values(claim_token=None, lease_expires_at=None)
                 )
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> list[bool]:
