@@ -116,6 +116,22 @@ async def test_a_step_can_say_when_to_retry() -> None:
     assert outcome.counted
 
 
+@pytest.mark.parametrize("retry_after", [0.0, 0.25])
+async def test_a_retry_after_shorter_than_the_backoff_waits_the_backoff(
+    retry_after: float,
+) -> None:
+    """A `Retry-After: 0` (or a date already past, read as 0) must not spend every attempt
+    within a second: the retry waits at least the backoff (1 s here at attempt 1, less jitter)."""
+    step = failing_with(StepFailed("429", retry_after=retry_after))
+
+    outcome = await Processor(step, SETTINGS).run(claimed(1))
+
+    assert outcome.retry_at is not None
+    waited = (outcome.retry_at - outcome.finished_at).total_seconds()
+    assert 0.5 <= waited <= 1.0  # RETRY_BACKOFF_SECONDS 1 × [50%, 100%]
+    assert outcome.counted
+
+
 async def test_an_attempt_given_back_is_retried_even_after_the_last_one() -> None:
     step = failing_with(StepFailed("destination down", retry_after=7, counted=False))
 
