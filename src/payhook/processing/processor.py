@@ -96,7 +96,11 @@ class Processor:
         now = datetime.now(UTC)
         retry_at = None
         if claimed.attempt < self._max_attempts and not give_up:
-            delay = self.backoff(claimed.attempt) if retry_after is None else retry_after
+            # No sooner than the far side asked (Retry-After), nor than the backoff: a
+            # `Retry-After: 0`, or a date already past, would spend every attempt in a second.
+            delay = self.backoff(claimed.attempt)
+            if retry_after is not None:
+                delay = max(delay, retry_after)
             retry_at = now + timedelta(seconds=delay)
         # Logged once recorded, with the other outcomes (payhook.processing.batch).
         return Outcome(claimed, now, error=error, retry_at=retry_at, report=report)
