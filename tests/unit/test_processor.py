@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -166,3 +168,58 @@ def test_the_idempotency_key_is_printable_ascii(transaction_id: str, key: str) -
         transaction_id, "a", "b", Decimal(1), "USD", now, now, 1, "tok", now
     )
     assert claimed.idempotency_key == key
+
+
+def payment(transaction_id: str = "pi_1", **snapshot: Any) -> ClaimedTransaction:
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {
+        "payment_state": "partially_refunded",
+        "amount_refunded": Decimal("2.00"),
+        "disputed": False,
+        **snapshot,
+    }
+    return ClaimedTransaction(
+        transaction_id,
+        None,
+        None,
+        Decimal("10.99"),
+        "USD",
+        now,
+        now,
+        1,
+        "tok",
+        now,
+        provider="stripe",
+        **values,
+    )
+
+
+def test_a_provider_payment_has_a_key_per_snapshot_not_only_per_state() -> None:
+    """Processed again on a second partial refund or a dispute within one state, the payment
+    is new to the receiver that dedupes on the key; the same snapshot keeps its key."""
+    first = payment()
+    key = first.idempotency_key
+    assert key.startswith("payhook-stripe:pi_1:partially_refunded:")
+    assert payment(amount_refunded=Decimal("2.0")).idempotency_key == key  # how it is written
+    assert dataclasses.replace(first, attempt=2).idempotency_key == key  # every attempt
+    others = {
+        payment(amount_refunded=Decimal("3.00")).idempotency_key,
+        payment(disputed=True).idempotency_key,
+        payment(payment_state="refunded").idempotency_key,
+    }
+    assert key not in others
+    assert len(others) == 3
+
+
+def test_no_generic_id_takes_a_provider_payment_key() -> None:
+    """An id sent to the generic endpoint (possibly by anyone, unsigned) cannot make a
+    receiver drop a provider's payment as a repeat."""
+    now = datetime.now(UTC)
+    for provider_payment in (payment(), payment("pi_é")):
+        key = provider_payment.idempotency_key
+        forged = key.split(":", 1)[1]  # everything after the prefix, as a generic id
+        for transaction_id in (forged, f"stripe:{forged}", key):
+            generic = ClaimedTransaction(
+                transaction_id, "a", "b", Decimal(1), "USD", now, now, 1, "tok", now
+            )
+            assert generic.idempotency_key != key

@@ -5,6 +5,7 @@ Plain frozen dataclasses, no SQL: a `PROCESSING_STEP` imports `ClaimedTransactio
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -64,16 +65,45 @@ class ClaimedTransaction:
     def idempotency_key(self) -> str:
         """The same for every attempt, so an external API applies the effect once.
 
-        A provider's payment is processed again when its state changes: one key per state.
-        Printable ASCII, so it fits an HTTP header (forwarding sends it as `webhook-id`): a key
-        that is not is percent-encoded under a prefix of its own, which no other key can have.
+        A generic transaction: `payhook:<id>`. A provider's payment is processed again whenever
+        what the step is given changes (its state, amounts, dispute), so its key names that
+        snapshot: `payhook-<provider>:<id>:<state>:<digest of the snapshot>`. A second partial
+        refund or a dispute opened on a captured payment is new to the receiver, never a
+        repeat it drops. Generic and provider keys have prefixes of their own, so no id sent
+        to the generic endpoint can take a provider payment's key. Printable ASCII, so it fits
+        an HTTP header (forwarding sends it as `webhook-id`): a key that is not is
+        percent-encoded under the prefix's `-utf8` twin, which no other key can have.
         """
-        key = self.transaction_id
-        if self.provider is not None:
-            key = f"{self.provider}:{key}:{self.payment_state}"
-        if key.isascii() and key.isprintable():
-            return f"payhook:{key}"
-        return f"payhook-utf8:{quote(key, safe='')}"
+        if self.provider is None:
+            return _printable("payhook", self.transaction_id)
+        return _printable(
+            f"payhook-{self.provider}",
+            f"{self.transaction_id}:{self.payment_state}:{self._snapshot_digest()}",
+        )
+
+    def _snapshot_digest(self) -> str:
+        """Ten hex digits over what a provider payment's step is given besides its id."""
+        fields = (
+            self.payment_state,
+            _plain(self.amount),
+            self.currency,
+            _plain(self.amount_refunded),
+            self.disputed,
+            self.source_account,
+            self.destination_account,
+        )
+        return hashlib.sha256(repr(fields).encode()).hexdigest()[:10]
+
+
+def _printable(prefix: str, key: str) -> str:
+    if key.isascii() and key.isprintable():
+        return f"{prefix}:{key}"
+    return f"{prefix}-utf8:{quote(key, safe='')}"
+
+
+def _plain(amount: Decimal | None) -> str | None:
+    """An amount the same however the database wrote it (10.50 and 10.5 alike)."""
+    return None if amount is None else format(amount.normalize(), "f")
 
 
 @dataclass(frozen=True, slots=True)
