@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from payhook.config import Settings
+from payhook.processing import batch, embedded
 from payhook.processing.embedded import EmbeddedRunner
 from payhook.processing.processor import Processor
 from payhook.processing.scheduler import Scheduler
 from payhook.transactions.models import processing_attempts
-from payhook.transactions.records import ClaimedTransaction, NewDelivery
+from payhook.transactions.records import ClaimedTransaction, NewDelivery, Outcome
 from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 
@@ -207,3 +208,125 @@ async def test_a_slow_step_holds_back_neither_the_others_outcomes_nor_their_proc
     assert fast.processed_at is not None
     assert slow.processed_at is not None
     assert fast.processed_at < slow.processed_at
+
+
+class FastAndSlow:
+    """A batch of two claimed rows: "fast" finishes at once, "slow" runs until cancelled."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.slow_started = asyncio.Event()
+        self.fast_finished = asyncio.Event()
+        self.slow_cancelled = asyncio.Event()  # with its batch
+
+    async def __call__(self, transaction: ClaimedTransaction) -> None:
+        self.calls[transaction.transaction_id] += 1
+        if transaction.transaction_id == "slow":
+            self.slow_started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.slow_cancelled.set()
+                raise
+        self.fast_finished.set()
+
+    async def start(self, repository: TransactionRepository, settings: Settings) -> EmbeddedRunner:
+        runner = EmbeddedRunner(repository, Processor(self, settings), settings)
+        for key in ("slow", "fast"):
+            await add(repository, key)
+        claimed = await repository.claim_due(
+            datetime.now(UTC), limit=2, lease_seconds=60, token="t"
+        )
+        assert len(claimed) == 2
+        await runner.run(claimed)
+        await asyncio.wait_for(
+            asyncio.gather(self.slow_started.wait(), self.fast_finished.wait()), 30
+        )
+        return runner
+
+
+async def assert_fast_recorded_slow_left_to_its_lease(
+    repository: TransactionRepository, calls: Counter[str]
+) -> None:
+    fast = await repository.get("fast")
+    assert fast is not None
+    assert (fast.status, fast.attempts, fast.claim_token) == ("PROCESSED", 1, None)
+    assert await attempt_outcomes(repository, "fast") == [(1, "succeeded")]
+    slow = await repository.get("slow")
+    assert slow is not None
+    assert (slow.status, slow.processed_at, slow.claim_token) == ("PROCESSING", None, "t")
+    assert await attempt_outcomes(repository, "slow") == []
+    # Once the lease lapses (a restarted executor), only the slow step is claimed again.
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    again = await repository.claim_due(later, limit=2, lease_seconds=60, token="t2")
+    assert [item.transaction_id for item in again] == ["slow"]
+    assert calls == Counter({"slow": 1, "fast": 1})
+
+
+async def test_a_stop_records_the_steps_that_finished_and_leaves_the_running_one_to_its_lease(
+    repository: TransactionRepository, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graceful stop cancels a batch while a slow step runs: the step that finished meanwhile,
+    whose outcome waited for the batch's next periodic record, is recorded before the batch
+    ends, so it is not sent again after a restart; the slow step is left to its lease."""
+    # The periodic record cannot come before the stop: only the stop can record the fast step.
+    monkeypatch.setattr(batch, "RECORD_EVERY_SECONDS", 3600.0)
+    monkeypatch.setattr(embedded, "STOP_GRACE_SECONDS", 0.1)
+    steps = FastAndSlow()
+    runner = await steps.start(repository, Settings(_env_file=None, database_url=database_url))
+    # Generous: only a stop that never ends (or waits out the lease) misses it.
+    await asyncio.wait_for(runner.stop(), 30)
+    await assert_fast_recorded_slow_left_to_its_lease(repository, steps.calls)
+
+
+async def test_a_stop_lets_an_outcome_write_in_flight_end(
+    repository: TransactionRepository, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop cancels the batch while its periodic record of the fast step is being written:
+    the write is not cut short, and the stop waits for it."""
+    monkeypatch.setattr(embedded, "STOP_GRACE_SECONDS", 0.1)
+    writing, go = asyncio.Event(), asyncio.Event()
+    record_outcomes = repository.record_outcomes
+
+    async def slow_write(outcomes: Sequence[Outcome]) -> list[bool]:
+        writing.set()
+        await go.wait()
+        return await record_outcomes(outcomes)
+
+    monkeypatch.setattr(repository, "record_outcomes", slow_write)
+    steps = FastAndSlow()
+    runner = await steps.start(repository, Settings(_env_file=None, database_url=database_url))
+    await asyncio.wait_for(writing.wait(), 30)  # the fast step's periodic record
+    stopping = asyncio.create_task(runner.stop())
+    await asyncio.wait_for(steps.slow_cancelled.wait(), 30)  # the batch is cancelled
+    go.set()
+    await asyncio.wait_for(stopping, 30)
+    await assert_fast_recorded_slow_left_to_its_lease(repository, steps.calls)
+
+
+async def test_a_stop_ends_though_the_database_does_not_answer(
+    repository: TransactionRepository, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording at a stop is bounded by DATABASE_TIMEOUT_SECONDS: a write that hangs (a
+    partition) is given up, the rows left to their leases, and the stop ends."""
+    monkeypatch.setattr(batch, "RECORD_EVERY_SECONDS", 3600.0)
+    monkeypatch.setattr(embedded, "STOP_GRACE_SECONDS", 0.1)
+    hung = asyncio.Event()
+
+    async def hanging_write(outcomes: Sequence[Outcome]) -> list[bool]:
+        hung.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(repository, "record_outcomes", hanging_write)
+    settings = Settings(_env_file=None, database_url=database_url, database_timeout_seconds=1)
+    steps = FastAndSlow()
+    runner = await steps.start(repository, settings)
+    # Without the bound the write would hang for ever (it retries only on errors): 30 s is a
+    # margin, not a measure.
+    await asyncio.wait_for(runner.stop(), 30)
+    assert hung.is_set()
+    for key in ("fast", "slow"):
+        row = await repository.get(key)
+        assert row is not None
+        assert (row.status, row.claim_token) == ("PROCESSING", "t")

@@ -38,10 +38,16 @@ class WorkerRuntime:
     repository: TransactionRepository
     processor: Processor
     lease_seconds: float
+    database_timeout_seconds: float = 5.0  # as Settings' default; the worker passes its own
     batches: BatchProcessor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.batches = BatchProcessor(self.repository, self.processor, self.lease_seconds)
+        self.batches = BatchProcessor(
+            self.repository,
+            self.processor,
+            self.lease_seconds,
+            stop_record_seconds=self.database_timeout_seconds,
+        )
 
     async def process(self, ids: Sequence[str], dispatch_token: str) -> int:
         """Take the batch over from its dispatch claim, then run it like any other batch."""
@@ -68,7 +74,13 @@ def _worker_runtime() -> WorkerRuntime:
             threading.Thread(target=loop.run_forever, name="payhook-loop", daemon=True).start()
             repository = TransactionRepository(create_engine(settings))
             processor = Processor.from_settings(settings)
-            _runtime = WorkerRuntime(loop, repository, processor, settings.lease_seconds)
+            _runtime = WorkerRuntime(
+                loop,
+                repository,
+                processor,
+                settings.lease_seconds,
+                settings.database_timeout_seconds,
+            )
         return _runtime
 
 

@@ -40,7 +40,11 @@ class EmbeddedRunner:
         on_recorded: Callable[[Outcome], None] | None = None,
     ) -> None:
         self._batch_processor = BatchProcessor(
-            repository, processor, settings.lease_seconds, on_recorded
+            repository,
+            processor,
+            settings.lease_seconds,
+            on_recorded,
+            stop_record_seconds=settings.database_timeout_seconds,
         )
         self._processor = processor
         self._concurrency = settings.executor_concurrency
@@ -90,7 +94,11 @@ class EmbeddedRunner:
         task.add_done_callback(batch_done)
 
     async def stop(self) -> None:
-        """Give running steps a grace period; unfinished ones are left to their leases."""
+        """Give running steps a grace period; unfinished ones are left to their leases.
+
+        A batch cancelled after the grace still records its finished steps (within
+        DATABASE_TIMEOUT_SECONDS), so those do not run again after a restart.
+        """
         if self._batches:
             _, unfinished = await asyncio.wait(self._batches, timeout=STOP_GRACE_SECONDS)
             for task in unfinished:
