@@ -23,8 +23,10 @@ from payhook.providers import currencies
         ("ISK", 2, 500, "5.00"),
         ("HUF", 2, 123450, "1234.50"),
         ("TWD", 2, 10000, "100.00"),
-        # ...and none for UGX, listed among Stripe's zero-decimal currencies.
-        ("UGX", 0, 5000, "5000"),
+        # ...and UGX: whole shillings, but sent with two decimals for backwards compatibility
+        # (Stripe's "Special cases": to charge 5 UGX, the amount is 500).
+        ("UGX", 2, 500, "5.00"),
+        ("UGX", 2, 500000, "5000.00"),
         # Not in Stripe's table: ISO 4217.
         ("INR", 2, 3000, "30.00"),
         ("CLF", 4, 12345, "1.2345"),
@@ -46,6 +48,8 @@ def test_lowercase_codes_as_stripe_sends_them() -> None:
 def test_the_tables_disagree_with_iso_where_the_providers_say_so() -> None:
     assert currencies.iso_exponent("ISK") == 0
     assert currencies.exponent("stripe", "ISK") == 2
+    assert currencies.iso_exponent("UGX") == 0
+    assert currencies.exponent("stripe", "UGX") == 2
     assert currencies.exponent("a-provider-without-a-table", "ISK") == 0
 
 

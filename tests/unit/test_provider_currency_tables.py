@@ -15,12 +15,19 @@ from payhook.providers.fields import Unmappable
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 PROVIDERS = ("razorpay", "adyen", "paypal")
 
-# Provider -> currency -> exponent, as each provider documents it (ISO 4217 where silent).
+# Provider -> currency -> exponent, as each provider documents it (ISO 4217 where silent). UGX
+# is whole shillings for all three, as in ISO 4217: only Stripe sends it with two decimals.
 EXPECTED = {
-    "razorpay": {"JPY": 0, "KWD": 3, "CLP": 0, "ISK": 0, "HUF": 2, "INR": 2, "BHD": 3, "CVE": 2},
-    "adyen": {"JPY": 0, "KWD": 3, "CLP": 2, "ISK": 2, "HUF": 2, "CVE": 0, "IDR": 0, "EUR": 2},
-    "paypal": {"JPY": 0, "KWD": 3, "CLP": 0, "ISK": 0, "HUF": 0, "TWD": 0, "USD": 2, "EUR": 2},
-}
+    "razorpay": {
+        "JPY": 0, "KWD": 3, "CLP": 0, "ISK": 0, "HUF": 2, "INR": 2, "BHD": 3, "CVE": 2, "UGX": 0,
+    },
+    "adyen": {
+        "JPY": 0, "KWD": 3, "CLP": 2, "ISK": 2, "HUF": 2, "CVE": 0, "IDR": 0, "EUR": 2, "UGX": 0,
+    },
+    "paypal": {
+        "JPY": 0, "KWD": 3, "CLP": 0, "ISK": 0, "HUF": 0, "TWD": 0, "USD": 2, "EUR": 2, "UGX": 0,
+    },
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """Minor units by each provider's rules, converted exactly.
 
 Providers send amounts as integers in "the currency's smallest unit", but which unit that is
-differs from ISO 4217 and between providers: Stripe keeps ISK, HUF and TWD two-decimal in its
-API although ISO 4217 gives ISK none (an ISK amount of 500 is 5 krónur), while it counts UGX in
-whole shillings where ISO 4217 says two decimals. So each provider has a table of the currencies
+differs from ISO 4217 and between providers: Stripe keeps ISK, HUF, TWD and UGX two-decimal in
+its API although ISO 4217 gives ISK and UGX none (an ISK amount of 500 is 5 krónur, a UGX
+amount of 500 is 5 shillings), while Razorpay and Adyen count UGX in whole shillings as ISO
+4217 does. So each provider has a table of the currencies
 where it says so, and every other currency falls back to ISO 4217's exponent (the `iso4217`
 package, the ISO table itself; CLDR data such as babel's disagrees with it for HUF and IDR).
 
@@ -31,14 +32,15 @@ def _table(**groups: tuple[str, ...]) -> Mapping[str, int]:
 
 # https://docs.stripe.com/currencies: "Zero-decimal currencies", "Three-decimal currencies"
 # (their amounts end in 0) and "Special cases": ISK is whole krónur, but "backwards compatibility
-# requires you to represent it as a two-decimal value" (an amount of 100 is 1 ISK); HUF and TWD
-# charges are two-decimal (zero-decimal only for payouts). UGX is in the zero-decimal list.
+# requires you to represent it as a two-decimal value" (an amount of 100 is 1 ISK), and so is
+# UGX although the zero-decimal list names it too (to charge 5 UGX, the amount is 500); HUF and
+# TWD charges are two-decimal (zero-decimal only for payouts).
 STRIPE: Mapping[str, int] = _table(
     e0=(
         "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
-        "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+        "PYG", "RWF", "VND", "VUV", "XAF", "XOF", "XPF",
     ),
-    e2=("HUF", "ISK", "TWD"),
+    e2=("HUF", "ISK", "TWD", "UGX"),
     e3=("BHD", "JOD", "KWD", "OMR", "TND"),
 )  # fmt: skip
 
