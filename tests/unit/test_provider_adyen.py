@@ -14,6 +14,7 @@ from Adyen.util import generate_notification_sig, is_valid_hmac_notification
 
 from payhook.errors import InvalidRequest, SignatureInvalid
 from payhook.providers import adyen as provider
+from payhook.providers import state
 from payhook.providers.model import Observation, PaymentState
 
 pytestmark = pytest.mark.anyio
@@ -188,6 +189,7 @@ def test_a_key_that_is_not_hex_is_refused_without_showing_it(key: str) -> None:
                 state=PaymentState.CAPTURED,
                 amount_minor=23623,
                 currency="USD",
+                capture_id="PSP_REFERENCE",
                 destination_account="MagentoMerchantTest2",
             ),
         ),
@@ -253,6 +255,43 @@ def test_a_refused_capture_is_recorded_but_changes_nothing() -> None:
 
     assert (event.transaction_id, event.observation) == (None, None)
     assert event.ignored_reason == "Adyen refused the capture request; the payment stays as it was"
+
+
+@pytest.mark.parametrize("success", ["true", "false"])
+def test_a_capture_the_scheme_rejected_names_that_capture_as_failed(success: str) -> None:
+    """CAPTURE_FAILED carries the capture's own pspReference, the one its CAPTURE had."""
+    body = notification("capture-true")
+    items(body)[0].update(eventCode="CAPTURE_FAILED", success=success, reason="Capture expired")
+
+    [event] = provider.parse({}, json.dumps(body).encode())
+
+    assert event.event_id == f"PSP_REFERENCE:CAPTURE_FAILED:{success}"
+    assert event.transaction_id == "ORIGINAL_PSP"
+    assert event.observation == Observation(capture_id="PSP_REFERENCE", capture_failed=True)
+
+
+def test_authorised_captured_then_capture_failed_is_authorized_again() -> None:
+    authorised = notification("authorisation-true")
+    items(authorised)[0]["pspReference"] = "ORIGINAL_PSP"
+    failed = notification("capture-true")
+    items(failed)[0].update(eventCode="CAPTURE_FAILED", eventDate="2017-01-26T18:08:19+01:00")
+    body = {
+        "live": "false",
+        "notificationItems": [
+            *authorised["notificationItems"],
+            *notification("capture-true")["notificationItems"],
+            *failed["notificationItems"],
+        ],
+    }
+    events = provider.parse({}, json.dumps(body).encode())
+    assert {e.transaction_id for e in events} == {"ORIGINAL_PSP"}
+
+    observed = [e.observed() for e in events]
+    captured, rejected = state.fold(observed[:2]), state.fold(observed)
+    assert captured is not None
+    assert rejected is not None
+    assert (captured.payment_state, rejected.payment_state) == ("captured", "authorized")
+    assert rejected.amount_minor == 10100  # the authorisation's, not the failed capture's
 
 
 def test_a_batch_yields_one_event_per_item_in_order() -> None:

@@ -154,6 +154,7 @@ async def test_adyen_streams_end_in_their_stories_states(seed: int) -> None:
         "refunded",
         "failed",
         "canceled",
+        "authorized",  # a capture the scheme rejected
     }
 
 

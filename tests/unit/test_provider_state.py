@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import permutations
 
 import hypothesis.strategies as st
 import pytest
@@ -142,6 +143,46 @@ def test_a_failure_without_times_leaves_the_cumulative_figure_as_it_was_said() -
     assert refunded_minor(paid, charge_refunded, fails) == (S.REFUNDED, 1000)
 
 
+def test_a_failed_capture_takes_its_capture_back_out_in_any_order() -> None:
+    """Adyen's CAPTURE_FAILED: the scheme rejected the capture and no money arrives, but the
+    authorisation still stands; the capture's own id says which capture failed."""
+    authorised = seen(0, state=S.AUTHORIZED, amount_minor=1000, currency="EUR")
+    captured = seen(10, state=S.CAPTURED, amount_minor=1000, currency="EUR", capture_id="cap_1")
+    failed = seen(20, capture_id="cap_1", capture_failed=True)
+    assert state_of(authorised, captured) is S.CAPTURED
+    for order in permutations([authorised, captured, failed]):
+        snapshot = fold(order)
+        assert snapshot is not None
+        assert (snapshot.payment_state, snapshot.amount_minor) == (S.AUTHORIZED, 1000)
+        assert judge(order[:1], order[1:]).after == snapshot
+
+
+def test_another_capture_that_did_not_fail_still_counts() -> None:
+    authorised = seen(0, state=S.AUTHORIZED, amount_minor=1000, currency="EUR")
+    rejected = seen(10, state=S.CAPTURED, amount_minor=1000, currency="EUR", capture_id="cap_1")
+    failed = seen(20, capture_id="cap_1", capture_failed=True)
+    again = seen(30, state=S.CAPTURED, amount_minor=1000, currency="EUR", capture_id="cap_2")
+    for order in permutations([authorised, rejected, failed, again]):
+        assert state_of(*order) is S.CAPTURED
+
+
+def test_a_capture_failed_before_its_authorisation_is_seen_leaves_the_payment_authorized() -> None:
+    """Adyen took the capture request, so the payment was authorised; the failed capture's
+    amount stands in only until the authorisation says the payment's (a partial capture's is
+    less)."""
+    captured = seen(10, state=S.CAPTURED, amount_minor=400, currency="EUR", capture_id="cap_1")
+    failed = seen(20, capture_id="cap_1", capture_failed=True)
+    authorised = seen(0, state=S.AUTHORIZED, amount_minor=1000, currency="EUR")
+    assert fold([failed, captured]) == fold([captured, failed])
+    snapshot = fold([captured, failed])
+    assert snapshot is not None
+    assert (snapshot.payment_state, snapshot.amount_minor) == (S.AUTHORIZED, 400)
+    snapshot = fold([captured, failed, authorised])
+    assert snapshot is not None
+    assert (snapshot.payment_state, snapshot.amount_minor) == (S.AUTHORIZED, 1000)
+    assert fold([failed]) is None  # the failure alone says nothing of the payment
+
+
 def test_refunds_do_not_change_a_payment_that_is_not_captured() -> None:
     authorized = seen(0, state=S.AUTHORIZED, amount_minor=1000, currency="USD")
     refund = seen(1, refund_id="re_1", refund_minor=1000)
@@ -189,6 +230,8 @@ observations = st.builds(
     refund_minor=st.none() | st.integers(0, 10_000),
     refund_failed=st.booleans(),
     refund_created_at=st.none() | st.integers(0, 5).map(made),
+    capture_id=st.none() | st.sampled_from(["cap_1", "cap_2"]),
+    capture_failed=st.booleans(),
     refunded_total_minor=st.none() | st.integers(0, 10_000),
     dispute_opened=st.booleans(),
     dispute_closed=st.booleans(),

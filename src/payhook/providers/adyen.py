@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from payhook.config import Settings
@@ -185,7 +186,16 @@ def _authorisation(item: JsonObject, success: bool) -> tuple[str, Observation]:
 def _capture(item: JsonObject, success: bool) -> tuple[str, Observation]:
     if not success:
         raise Unmappable("Adyen refused the capture request; the payment stays as it was")
-    return _original(item), _payment(item, PaymentState.CAPTURED)
+    captured = _payment(item, PaymentState.CAPTURED)
+    return _original(item), replace(captured, capture_id=fields.text(item, "pspReference"))
+
+
+def _capture_failed(item: JsonObject, success: bool) -> tuple[str, Observation]:
+    """The scheme rejected a capture Adyen had accepted: that capture (its pspReference, the
+    CAPTURE's own) brings no money, whatever `success` says."""
+    return _original(item), Observation(
+        capture_id=fields.text(item, "pspReference"), capture_failed=True
+    )
 
 
 def _cancellation(item: JsonObject, success: bool) -> tuple[str, Observation]:
@@ -230,6 +240,7 @@ _Handler = Callable[[JsonObject, bool], tuple[str, Observation]]
 _HANDLERS: Mapping[str, _Handler] = {
     "AUTHORISATION": _authorisation,
     "CAPTURE": _capture,
+    "CAPTURE_FAILED": _capture_failed,
     "CANCELLATION": _cancellation,
     "REFUND": _refund,
     "CANCEL_OR_REFUND": _cancel_or_refund,

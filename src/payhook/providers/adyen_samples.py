@@ -1,9 +1,10 @@
 """Adyen notification items shaped as Adyen's own mocks, for `payhook send --provider adyen`.
 
 A `Story` is one payment's items (AUTHORISATION, then its modifications: CAPTURE, REFUND,
-CANCELLATION, CHARGEBACK) with the state the precedence table gives it. `delivery_order` mixes
-the stories, repeats some items (Adyen resends an item unchanged until it gets `[accepted]`),
-takes them out of order and groups them into requests of one to three items.
+CANCELLATION, CHARGEBACK, CAPTURE_FAILED) with the state the precedence table gives it.
+`delivery_order` mixes the stories, repeats some items (Adyen resends an item unchanged until
+it gets `[accepted]`), takes them out of order and groups them into requests of one to three
+items.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def stories(payments: int, rng: random.Random) -> list[Story]:
         at = EPOCH + 3600 * index
         amount = rng.randrange(100, 100_000)
         story = Story(psp_reference(rng), amount, rng.choice(["EUR", "USD", "ISK", "CLP"]), "")
-        kind = index % 6
+        kind = index % 7
         if kind == 0:
             story.state = "captured"
             _authorised(story, at, rng, capture=True)
@@ -104,10 +105,15 @@ def stories(payments: int, rng: random.Random) -> list[Story]:
             story.state = "canceled"
             _authorised(story, at, rng, capture=False)
             story.items.append(item(story, "CANCELLATION", at + 60, psp=psp_reference(rng)))
-        else:
+        elif kind == 5:
             story.state, story.disputed = "captured", True
             _authorised(story, at, rng, capture=True)
             story.items.append(item(story, "CHARGEBACK", at + 86400, psp=psp_reference(rng)))
+        else:  # the scheme rejects the capture: authorised still, no money
+            story.state = "authorized"
+            _authorised(story, at, rng, capture=True)
+            capture = story.items[-1]["pspReference"]
+            story.items.append(item(story, "CAPTURE_FAILED", at + 86400, psp=capture))
         result.append(story)
     return result
 

@@ -57,6 +57,10 @@ class Observation:
     # which cumulative figures counted a refund that failed later.
     refund_created_at: int | None = None
     refunded_total_minor: int | None = None  # a cumulative figure (Stripe's amount_refunded)
+    # A capture's own id (Adyen's capture pspReference) on a `captured` observation, so that a
+    # later failure of that capture (`capture_failed`, the same id) takes it back out.
+    capture_id: str | None = None
+    capture_failed: bool = False
     dispute_opened: bool = False
     dispute_closed: bool = False
     source_account: str | None = None

@@ -10,6 +10,7 @@ Hypothesis). The precedence, also in docs/PROVIDERS.md:
 | base state | the highest-ranked observed: pending < failed < authorized < canceled < captured |
 | `failed` then `captured` (a retried payment) | captured |
 | `authorized` after `captured` (a late event) | captured: the late event is `stale` |
+| a capture failed (CAPTURE_FAILED, same capture id) | uncounted: authorized, unless another is |
 | refunds, with a captured base | amount_refunded >= amount: refunded; > 0: partially_refunded |
 | amount_refunded | max(largest cumulative figure, sum of each non-failed refund id's amount) |
 | a refund failed after a cumulative figure counted it | taken out of that figure |
@@ -88,6 +89,7 @@ def judge(stored: Sequence[Observed], arriving: Sequence[Observed]) -> Judgement
 _Order = tuple[int, datetime, str]
 _BEST_OF = ("amount_minor", "currency", "source_account", "destination_account")
 _BY_RANK = {rank: state for state, rank in RANK.items()}
+_AUTHORIZED, _CAPTURED = RANK[PaymentState.AUTHORIZED], RANK[PaymentState.CAPTURED]
 
 
 class _Folding:
@@ -97,11 +99,25 @@ class _Folding:
     has it, the first such on a tie.
     """
 
-    __slots__ = ("base", "best", "created", "cumulatives", "disputed", "failed", "refunds")
+    __slots__ = (
+        "base",
+        "best",
+        "captures",
+        "created",
+        "cumulatives",
+        "disputed",
+        "failed",
+        "failed_captures",
+        "refunds",
+    )
 
     def __init__(self) -> None:
         self.base = -1
         self.best: dict[str, tuple[_Order, Any]] = {}
+        # `captured` observations naming their capture: folded by `snapshot`, as a failure of
+        # that capture may arrive after them.
+        self.captures: list[Observed] = []
+        self.failed_captures: set[str] = set()
         self.cumulatives: list[tuple[datetime | None, int]] = []  # (when said, the figure)
         self.refunds: dict[str, int] = {}  # the largest amount seen for each refund id
         self.created: dict[str, int] = {}  # when each refund was made, where an event said
@@ -111,14 +127,15 @@ class _Folding:
     def add(self, item: Observed) -> None:
         observation = item.observation
         state = observation.state
-        rank = RANK[state] if state is not None else -1
-        self.base = max(self.base, rank)
-        order = (rank, item.occurred_at or _EARLIEST, item.event_id)
-        best = self.best
-        for name in _BEST_OF:
-            value = getattr(observation, name)
-            if value is not None and (name not in best or order > best[name][0]):
-                best[name] = (order, value)
+        capture_id = observation.capture_id
+        if capture_id is not None and observation.capture_failed:
+            self.failed_captures.add(capture_id)
+        if capture_id is not None and state is PaymentState.CAPTURED:
+            self.captures.append(item)
+        else:
+            rank = RANK[state] if state is not None else -1
+            self.base = max(self.base, rank)
+            _take_best(self.best, item, rank, _BEST_OF)
         if observation.dispute_opened or observation.dispute_closed:
             self.disputed = True
         if observation.refunded_total_minor is not None:
@@ -165,14 +182,27 @@ class _Folding:
         return largest
 
     def snapshot(self) -> PaymentSnapshot | None:
-        if self.base < 0:
+        base, best = self.base, self.best
+        if self.captures:
+            best = dict(best)
+            for item in self.captures:
+                if item.observation.capture_id in self.failed_captures:
+                    # Rejected by the scheme: no money, but Adyen took the capture request, so
+                    # the payment was authorised. Its fields rank below any state's, so it
+                    # gives the amount only while no other event does (a partial capture's
+                    # amount is not the payment's).
+                    base = max(base, _AUTHORIZED)
+                    _take_best(best, item, -1, _BEST_OF)
+                else:
+                    base = max(base, _CAPTURED)
+                    _take_best(best, item, _CAPTURED, _BEST_OF)
+        if base < 0:
             return None
-        best = self.best
         amount = best["amount_minor"][1] if "amount_minor" in best else None
         summed = sum(v for k, v in self.refunds.items() if k not in self.failed)
         refunded = max(self._cumulative(), summed)
         return PaymentSnapshot(
-            _with_refunds(_BY_RANK[self.base], amount, refunded),
+            _with_refunds(_BY_RANK[base], amount, refunded),
             amount,
             best["currency"][1] if "currency" in best else None,
             refunded,
@@ -180,6 +210,18 @@ class _Folding:
             best["source_account"][1] if "source_account" in best else None,
             best["destination_account"][1] if "destination_account" in best else None,
         )
+
+
+def _take_best(
+    best: dict[str, tuple[_Order, Any]], item: Observed, rank: int, names: Sequence[str]
+) -> None:
+    """Keep each of `names` that `item` says where its (rank, occurred_at, event_id) is higher."""
+    order = (rank, item.occurred_at or _EARLIEST, item.event_id)
+    observation = item.observation
+    for name in names:
+        value = getattr(observation, name)
+        if value is not None and (name not in best or order > best[name][0]):
+            best[name] = (order, value)
 
 
 def _verdict(before: PaymentSnapshot | None, after: PaymentSnapshot | None) -> EventVerdict:
