@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from itertools import permutations
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from razorpay.errors import SignatureVerificationError
 
 from payhook.errors import InvalidRequest, SignatureInvalid
 from payhook.providers import razorpay as provider
+from payhook.providers import state
 from payhook.providers.model import Observation, PaymentState
 
 pytestmark = pytest.mark.anyio
@@ -199,3 +201,87 @@ def test_an_unused_event_type_is_named_as_such_whatever_its_payload() -> None:
     body = b'{"entity": "event", "event": "order.paid", "created_at": 1567674606}'
     [event] = provider.parse({"x-razorpay-event-id": "evt_o"}, body)
     assert event.ignored_reason == "payhook does not use order.paid events"
+
+
+# -- auto-refunds: Razorpay gives back an authorisation it was never allowed to capture ---------
+
+
+def auto_refund(event: str, *, captured: bool = False, refund_status: str = "processed") -> bytes:
+    """Razorpay's refund sample as an auto-refund of the whole uncaptured payment: the payment
+    `refunded`, `captured` false, its `amount_refunded` the whole amount."""
+    body = json.loads(sample("refund_processed"))
+    body["event"] = event
+    refund = body["payload"]["refund"]["entity"]
+    refund.update(amount=500000, status=refund_status)
+    payment = body["payload"]["payment"]["entity"]
+    payment.update(
+        status="refunded", captured=captured, amount_refunded=500000, refund_status="full"
+    )
+    return json.dumps(body).encode()
+
+
+def authorized_payment() -> bytes:
+    body = json.loads(sample("payment_authorized_netbanking"))
+    body["payload"]["payment"]["entity"].update(
+        id="pay_FPoJKWQQ8lK13n", amount=500000, currency="INR", status="authorized"
+    )
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize("event", ["refund.created", "refund.processed"])
+def test_an_auto_refund_releases_the_authorisation_and_is_no_refund_of_captured_money(
+    event: str,
+) -> None:
+    [parsed] = provider.parse({"x-razorpay-event-id": "evt_a"}, auto_refund(event))
+
+    assert parsed.transaction_id == "pay_FPoJKWQQ8lK13n"
+    assert parsed.observation == Observation(
+        state=PaymentState.CANCELED,
+        amount_minor=500000,
+        currency="INR",
+        destination_account="acc_E7OQJcEANmBHTC",
+    )
+
+
+def test_a_failed_auto_refund_says_nothing_of_the_state_nor_of_refunds() -> None:
+    body = auto_refund("refund.failed", refund_status="failed")
+    [parsed] = provider.parse({"x-razorpay-event-id": "evt_f"}, body)
+
+    assert parsed.observation == Observation(
+        amount_minor=500000, currency="INR", destination_account="acc_E7OQJcEANmBHTC"
+    )
+
+
+def test_an_auto_refunded_payment_ends_canceled_with_nothing_refunded_in_any_order() -> None:
+    events = [
+        provider.parse({"x-razorpay-event-id": f"evt_{n}"}, body)[0].observed()
+        for n, body in enumerate(
+            [
+                authorized_payment(),
+                auto_refund("refund.created"),
+                auto_refund("refund.processed"),
+            ]
+        )
+    ]
+    for order in permutations(events):
+        snapshot = state.fold(order)
+        assert snapshot is not None
+        assert (snapshot.payment_state, snapshot.amount_refunded_minor) == (
+            PaymentState.CANCELED,
+            0,
+        )
+        assert snapshot.amount_minor == 500000
+
+
+def test_a_refunded_payment_that_was_captured_is_still_a_refund() -> None:
+    """`captured` true: a refund the merchant made (or a lost dispute), counted in full."""
+    [parsed] = provider.parse(
+        {"x-razorpay-event-id": "evt_m"}, auto_refund("refund.processed", captured=True)
+    )
+    snapshot = state.fold([parsed.observed()])
+
+    assert snapshot is not None
+    assert (snapshot.payment_state, snapshot.amount_refunded_minor) == (
+        PaymentState.REFUNDED,
+        500000,
+    )

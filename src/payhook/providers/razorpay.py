@@ -45,7 +45,8 @@ _DISPUTE_EVENTS = {
     "payment.dispute.lost": False,
     "payment.dispute.closed": False,
 }
-# The payment entity's own status, as embedded in refund events. A refunded payment was captured.
+# The payment entity's own status, as embedded in refund events. A refunded payment was captured,
+# unless its `captured` is false: then the refund is an auto-refund (`_auto_refund_observation`).
 _ENTITY_STATES = {
     "authorized": PaymentState.AUTHORIZED,
     "captured": PaymentState.CAPTURED,
@@ -175,6 +176,8 @@ def _refund_observation(
     seen = Observation(currency=_currency(refund), destination_account=account)
     if "payment" in payload:
         payment = _entity(payload, "payment")
+        if payment.get("captured") is False:
+            return _auto_refund_observation(payment, account, failed=failed)
         state = _entity_state(payment)
         # The payment's amount_refunded is cumulative, but only a settled refund vouches for
         # it: a failed refund's event still shows the figure from before it failed.
@@ -187,6 +190,17 @@ def _refund_observation(
         refund_failed=failed,
         refund_created_at=fields.unix_seconds(refund, "created_at"),
     )
+
+
+def _auto_refund_observation(
+    payment: JsonObject, account: str | None, *, failed: bool
+) -> Observation:
+    """A refund of a payment never captured: Razorpay's auto-refund of an authorisation left
+    uncaptured (only `authorized` payments are auto-refunded, and their `captured` is always
+    false). No captured money comes back: the authorisation is released, so the payment is
+    canceled and nothing counts as refunded. A failed one says neither."""
+    state = None if failed else PaymentState.CANCELED
+    return _payment_observation(payment, account, state, refunds=False)
 
 
 def _entity(payload: JsonObject, name: str) -> JsonObject:
