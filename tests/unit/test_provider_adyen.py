@@ -294,6 +294,24 @@ def test_authorised_captured_then_capture_failed_is_authorized_again() -> None:
     assert rejected.amount_minor == 10100  # the authorisation's, not the failed capture's
 
 
+def test_two_partial_captures_add_up_to_what_is_captured() -> None:
+    authorised = notification("authorisation-true")
+    items(authorised)[0].update(
+        pspReference="ORIGINAL_PSP", amount={"currency": "EUR", "value": 10100}
+    )
+    captures = []
+    for psp, value in (("CAPTURE_1", 4000), ("CAPTURE_2", 6100)):
+        capture = notification("capture-true")
+        items(capture)[0].update(pspReference=psp, amount={"currency": "EUR", "value": value})
+        captures += capture["notificationItems"]
+    body = {"live": "false", "notificationItems": authorised["notificationItems"] + captures}
+
+    folded = state.fold(e.observed() for e in provider.parse({}, json.dumps(body).encode()))
+
+    assert folded is not None
+    assert (folded.payment_state, folded.amount_minor) == ("captured", 10100)
+
+
 def test_a_batch_yields_one_event_per_item_in_order() -> None:
     body = batch("authorisation-true", "capture-true", "refund-true", "chargeback")
 

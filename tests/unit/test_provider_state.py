@@ -183,6 +183,32 @@ def test_a_capture_failed_before_its_authorisation_is_seen_leaves_the_payment_au
     assert fold([failed]) is None  # the failure alone says nothing of the payment
 
 
+def test_partial_captures_of_one_authorisation_add_up_in_any_order() -> None:
+    """Adyen's multiple partial captures: each CAPTURE has its own id and its own amount."""
+    authorised = seen(0, state=S.AUTHORIZED, amount_minor=1000, currency="EUR")
+    first = seen(10, state=S.CAPTURED, amount_minor=300, currency="EUR", capture_id="cap_1")
+    second = seen(20, state=S.CAPTURED, amount_minor=700, currency="EUR", capture_id="cap_2")
+    first_again = seen(30, state=S.CAPTURED, amount_minor=300, currency="EUR", capture_id="cap_1")
+    for order in permutations([authorised, first, second, first_again]):
+        snapshot = fold(order)
+        assert snapshot is not None
+        assert (snapshot.payment_state, snapshot.amount_minor) == (S.CAPTURED, 1000)
+    # Only the first so far: what is captured is 300, not the authorised 1000.
+    assert fold([authorised, first]).amount_minor == 300  # type: ignore[union-attr]
+
+
+def test_a_failed_partial_capture_leaves_the_others_sum() -> None:
+    authorised = seen(0, state=S.AUTHORIZED, amount_minor=1000, currency="EUR")
+    first = seen(10, state=S.CAPTURED, amount_minor=300, currency="EUR", capture_id="cap_1")
+    second = seen(20, state=S.CAPTURED, amount_minor=700, currency="EUR", capture_id="cap_2")
+    failed = seen(30, capture_id="cap_2", capture_failed=True)
+    refund = seen(40, refund_id="re_1", refund_minor=300)
+    for order in permutations([authorised, first, second, failed, refund]):
+        snapshot = fold(order)
+        assert snapshot is not None
+        assert (snapshot.payment_state, snapshot.amount_minor) == (S.REFUNDED, 300)
+
+
 def test_refunds_do_not_change_a_payment_that_is_not_captured() -> None:
     authorized = seen(0, state=S.AUTHORIZED, amount_minor=1000, currency="USD")
     refund = seen(1, refund_id="re_1", refund_minor=1000)

@@ -15,6 +15,7 @@ Hypothesis). The precedence, also in docs/PROVIDERS.md:
 | amount_refunded | max(largest cumulative figure, sum of each non-failed refund id's amount) |
 | a refund failed after a cumulative figure counted it | taken out of that figure |
 | disputed | true once any dispute is seen opened (or closed), and stays true |
+| amount | with captures naming their ids: the sum of each counted capture's amount |
 | amount, currency, accounts | from the highest (state rank, occurred_at, event_id) having them |
 | no base state observed yet | no snapshot: the payment's events are `waiting` |
 """
@@ -183,10 +184,12 @@ class _Folding:
 
     def snapshot(self) -> PaymentSnapshot | None:
         base, best = self.base, self.best
+        captured: dict[str, int] = {}  # the largest amount seen for each capture that counts
         if self.captures:
             best = dict(best)
             for item in self.captures:
-                if item.observation.capture_id in self.failed_captures:
+                capture_id = item.observation.capture_id
+                if capture_id in self.failed_captures:
                     # Rejected by the scheme: no money, but Adyen took the capture request, so
                     # the payment was authorised. Its fields rank below any state's, so it
                     # gives the amount only while no other event does (a partial capture's
@@ -196,9 +199,15 @@ class _Folding:
                 else:
                     base = max(base, _CAPTURED)
                     _take_best(best, item, _CAPTURED, _BEST_OF)
+                    value = item.observation.amount_minor
+                    if capture_id is not None and value is not None:
+                        captured[capture_id] = max(captured.get(capture_id, 0), value)
         if base < 0:
             return None
-        amount = best["amount_minor"][1] if "amount_minor" in best else None
+        if captured:  # partial captures of one authorisation add up
+            amount: int | None = sum(captured.values())
+        else:
+            amount = best["amount_minor"][1] if "amount_minor" in best else None
         summed = sum(v for k, v in self.refunds.items() if k not in self.failed)
         refunded = max(self._cumulative(), summed)
         return PaymentSnapshot(
