@@ -206,6 +206,7 @@ def with_object(**changes: Any) -> bytes:
         (body(data={}), "no data.object"),
         (with_object(amount="20.00"), "amount is not a non-negative integer"),
         (with_object(amount=-5), "amount is not a non-negative integer"),
+        (with_object(amount=10**19), "amount is not a non-negative integer"),  # not storable
         (with_object(currency="zzz"), "not an ISO 4217 currency"),
         (with_object(id=None), "no string id"),
     ],

@@ -187,9 +187,11 @@ def _required_id(obj: Document) -> str:
 
 
 def _minor(obj: Document, field: str) -> int:
+    """An amount in minor units, 0 to fields.MAX_MINOR: a larger one would not fit the
+    database's integer, and failing its batch's write would hold up every event beside it."""
     value = obj.get(field)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise Unmappable(f"{field} is not a non-negative integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= fields.MAX_MINOR:
+        raise Unmappable(f"{field} is not a non-negative integer of at most 18 digits")
     return value
 
 
