@@ -44,7 +44,8 @@ TRANSACTION_COLUMNS = (
     "attempts",
 )
 REFRESHED = tuple(c for c in TRANSACTION_COLUMNS if c not in ("transaction_id", "provider"))
-"""What a changed snapshot rewrites (created_at is the first event's, kept as it was)."""
+"""What a changed snapshot rewrites: created_at and due_at too, from the receipt of the event
+that changed it (the delay, and lateness, count from there)."""
 FENCED = ("claim_token", "lease_expires_at", "last_error")
 """Cleared by a change: the step in flight is fenced off and runs again on the new state."""
 
