@@ -106,6 +106,38 @@ async def test_items_signed_by_adyens_library_verify_and_a_changed_field_does_no
         await verifier.verify({}, json.dumps(tampered).encode())
 
 
+RETYPED: dict[str, Any] = {
+    # "true" as JSON true: the same text signed, read as a failed refund
+    "success": lambda item: item.update(success=True),
+    # a reference as a number: the same digits signed, another event id
+    "pspReference": lambda item: item.update(pspReference=8535296650153317),
+    # an amount as text: the same digits signed
+    "amount": lambda item: item["amount"].update(value=str(item["amount"]["value"])),
+}
+
+
+@pytest.mark.parametrize("field", sorted(RETYPED))
+async def test_a_signed_field_of_another_type_is_refused_though_its_text_matches(
+    field: str,
+) -> None:
+    """A captured item replayed with a signed field's JSON type changed would give the same
+    signing text (Adyen signs no timestamp, so it never expires) while payhook reads it
+    otherwise: a refund turned failed. Only text (and an integer amount) is verified."""
+    original = notification("refund-true")
+    items(original)[0]["pspReference"] = "8535296650153317"  # Adyen's are 16 digits
+    body = json.loads(signed_with_adyens_library(original))
+    verifier = provider.Verifier([VECTOR_KEY])
+    await verifier.verify({}, json.dumps(body).encode())
+    item = items(body)[0]
+    text = {k: str(v).lower() for k, v in item.items() if k != "amount"}
+    RETYPED[field](item)
+    # The same text as signed (what the old check compared), only the JSON type differs.
+    assert {k: str(v).lower() for k, v in item.items() if k != "amount"} == text
+
+    with pytest.raises(SignatureInvalid, match="item 0: a signed field is not of the type"):
+        await verifier.verify({}, json.dumps(body).encode())
+
+
 async def test_one_bad_item_fails_the_whole_batch_though_adyens_helper_checks_only_the_first() -> (
     None
 ):

@@ -65,8 +65,12 @@ class Verifier:
         if not isinstance(candidate, str) or not candidate:
             raise SignatureInvalid(f"Notification item {index} carries no hmacSignature.")
         offered = candidate.encode()
+        try:
+            signed = signing_string(item).encode()
+        except UnsignedShape as exc:
+            raise SignatureInvalid(f"Notification item {index}: {exc}.") from None
         for key in self._keys:
-            if hmac.compare_digest(base64.b64encode(_digest(key, item)), offered):
+            if hmac.compare_digest(base64.b64encode(_hmac(key, signed)), offered):
                 return
         raise SignatureInvalid(f"Notification item {index} fails its HMAC signature.")
 
@@ -136,13 +140,28 @@ def notification_items(body: Any) -> list[JsonObject]:
 
 
 def signing_string(item: JsonObject) -> str:
-    """The colon-joined fields Adyen signs; absent fields are empty, nothing is escaped."""
+    """The colon-joined fields Adyen signs; absent fields are empty, nothing is escaped.
+
+    Adyen sends each as text and the amount's value as an integer; a field of another type
+    (JSON `true` for "true", a number for a reference) raises UnsignedShape: its text would
+    match the signed one while payhook reads it differently, so a captured item altered that
+    way (a refund's "true" turned into `true`, read as failed) would pass as signed.
+    """
     amount = item.get("amount")
     amount = amount if isinstance(amount, Mapping) else {}
-    parts = [item.get(name) for name in _SIGNED_FIELDS]
-    parts += [amount.get("value"), amount.get("currency"), item.get("eventCode")]
-    parts.append(item.get("success"))
-    return ":".join(_signed_text(part) for part in parts)
+    texts = [item.get(name) for name in _SIGNED_FIELDS]
+    texts += [amount.get("currency"), item.get("eventCode"), item.get("success")]
+    value = amount.get("value")
+    if any(part is not None and not isinstance(part, str) for part in texts) or (
+        value is not None and (isinstance(value, bool) or not isinstance(value, int))
+    ):
+        raise UnsignedShape("a signed field is not of the type Adyen sends")
+    parts = [*texts[:4], value, *texts[4:]]
+    return ":".join("" if part is None else str(part) for part in parts)
+
+
+class UnsignedShape(ValueError):
+    """An item whose signed fields are not of the types Adyen sends: it cannot be verified."""
 
 
 def parse(headers: Headers, raw: bytes) -> list[ProviderEvent]:
@@ -274,15 +293,11 @@ def _original(item: JsonObject) -> str:
 
 
 def _digest(key: bytes, item: JsonObject) -> bytes:
-    return hmac.new(key, signing_string(item).encode(), hashlib.sha256).digest()
+    return _hmac(key, signing_string(item).encode())
 
 
-def _signed_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def _hmac(key: bytes, signed: bytes) -> bytes:
+    return hmac.new(key, signed, hashlib.sha256).digest()
 
 
 def _key(hex_key: str) -> bytes:
