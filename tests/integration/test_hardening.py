@@ -316,6 +316,25 @@ async def test_a_bulk_replay_without_ids_filter_or_all_is_refused(
         assert everything.json()["transaction_ids"] == ["bulk-1"]
 
 
+async def test_a_bulk_replay_narrowed_by_provider_is_taken_as_docs_api_says(
+    tmp_path: Path,
+) -> None:
+    """`provider` and `payment_state` narrow a bulk replay like any other condition."""
+    settings = operator_settings(sqlite(tmp_path))
+    async with app_client(settings) as client:
+        await post(client, "bulk-generic")
+        await make_failed(settings, "bulk-generic")
+        for narrowing in ({"provider": "none"}, {"payment_state": "captured"}):
+            answer = await client.post(
+                "/v1/transactions/retry", json={"filter": narrowing}, headers=ADMIN
+            )
+            assert answer.status_code == 200, answer.text
+        # Only the generic one was FAILED: it was replayed by the first, none by the second.
+        assert (await client.get("/v1/transactions/bulk-generic")).json()[0]["status"] == (
+            "PROCESSING"
+        )
+
+
 # --- 10: nosniff, Host check, UTF-8 only -------------------------------------------------------
 
 

@@ -101,6 +101,8 @@ async def test_filters(database_url: str) -> None:
         assert await ids(conflicted="true") == {"f-conflict"}
         assert await ids(late="true") == {"f-inr"}
         assert await ids(q="f-c") == {"f-conflict"}
+        assert await ids(q="F-C") == set()  # a prefix is exact: SQLite's LIKE ignores case
+        assert await ids(currency="usd") == {"f-usd"}  # codes are stored upper case
         assert await ids(created_after="2100-01-01T00:00:00Z") == set()
         assert len(await ids(conflicted="false")) == 3
 

@@ -319,7 +319,11 @@ class OperatorRepository:
         if where.currency is not None:
             found.append(transactions.c.currency == where.currency)
         if where.q:
+            # LIKE finds the prefix (by index on PostgreSQL); SQLite's LIKE ignores ASCII case,
+            # so the prefix is also compared exactly: a bulk replay by `q` must not take ids
+            # that only look alike.
             found.append(transactions.c.transaction_id.startswith(where.q, autoescape=True))
+            found.append(func.substr(transactions.c.transaction_id, 1, len(where.q)) == where.q)
         if where.provider is not None:
             found.append(transactions.c.provider == _stored_provider(where.provider))
         if where.payment_state is not None:

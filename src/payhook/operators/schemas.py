@@ -69,6 +69,7 @@ CurrencyCode = Annotated[
     str,
     Field(min_length=3, max_length=3, json_schema_extra={"pattern": CONTROL_FREE_PATTERN}),
     AfterValidator(no_control_characters),
+    AfterValidator(str.upper),  # stored upper case: "usd" must find USD, not nothing
 ]
 # What a stored id can be: an operator path naming anything else is a 422 before it reaches SQL,
 # where PostgreSQL would refuse a NUL and the answer would be a false "storage unavailable".
@@ -304,7 +305,17 @@ class RetryIn(BaseModel):
 
 
 # Conditions that narrow a bulk replay (a filter's status does not: only FAILED ones replay).
-NARROWING = ("created_after", "created_before", "account", "currency", "late", "conflicted", "q")
+NARROWING = (
+    "created_after",
+    "created_before",
+    "account",
+    "currency",
+    "late",
+    "conflicted",
+    "q",
+    "provider",
+    "payment_state",
+)
 
 
 def _names_what_to_replay(schema: dict[str, Any]) -> None:
