@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import random
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -354,6 +356,12 @@ async def test_the_console_shows_provider_state_and_events(client: httpx.AsyncCl
     assert "stripe event charge.dispute.created" in page.text
     dashboard = await client.get("/console")
     assert f"/console/transactions/{PI}?provider=stripe" in dashboard.text
+    # "Show raw bodies" keeps the provider and asks for the raw bodies: "&" written once as
+    # "&amp;" (it was written twice, so the query read as provider=stripe and "amp;raw").
+    [show] = re.findall(r'<a href="\?([^"]*)">Show raw bodies</a>', page.text)
+    assert show == "provider=stripe&amp;raw=true&amp;offset=0"
+    raw = await client.get(f"/console/transactions/{PI}?" + html.unescape(show))
+    assert fixture("charge.dispute.created").decode()[:40] in html.unescape(raw.text)
 
 
 async def test_purge_forgets_event_bodies_but_not_their_dedupe(
