@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -113,6 +114,8 @@ async def test_each_missing_header_is_refused_before_any_fetch(header: str) -> N
         "https://user:pw@api.paypal.com/v1/notifications/certs/CERT-1",
         "https://api.paypal.com:8443/v1/notifications/certs/CERT-1",
         "https://[::1/",
+        "https://api.paypal.com/v1/oauth2/token",  # a PayPal host, not its certificates
+        "https://api.paypal.com/v1/notifications/certs/CERT-1?x=1",
     ],
 )
 async def test_a_certificate_url_off_paypals_hosts_is_never_fetched(url: str) -> None:
@@ -122,6 +125,31 @@ async def test_a_certificate_url_off_paypals_hosts_is_never_fetched(url: str) ->
     with pytest.raises(SignatureInvalid, match="PAYPAL-CERT-URL"):
         await recorded_verifier("WEBHOOK_ID", sent, served).verify(headers, body)
     assert served.fetched == []
+
+
+async def test_a_cached_certificate_is_answered_while_another_url_is_being_fetched() -> None:
+    """A sender naming new certificate URLs (they are fetched before any signature can be
+    checked) holds up no delivery whose certificate is known; requests for one URL share its
+    one fetch."""
+    headers, _, sent = recorded_delivery()
+    known = headers["paypal-cert-url"]
+    slow = "https://api.paypal.com/v1/notifications/certs/CERT-slow"
+    served, release = Served(), asyncio.Event()
+
+    async def fetch(url: str) -> bytes:
+        if url == slow:
+            await release.wait()
+        return await served(url)
+
+    cache = provider.CertificateCache(fetch=fetch, clock=lambda: sent)
+    await cache.public_key(known)
+    waiting = [asyncio.ensure_future(cache.public_key(slow)) for _ in range(3)]
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cache.public_key(known), timeout=10)  # not behind the slow fetch
+    assert not any(task.done() for task in waiting)
+    release.set()
+    await asyncio.gather(*waiting)
+    assert served.fetched == [known, slow]
 
 
 async def test_an_expired_certificate_is_refused() -> None:
@@ -180,12 +208,13 @@ async def test_what_the_certificate_host_answers_decides_between_4xx_and_retry(
     headers: dict[str, str],
     error: type[Exception],
 ) -> None:
-    paypal_host.serve("/other", body, status, **headers)
+    other = "/v1/notifications/certs/other"
+    paypal_host.serve(other, body, status, **headers)
     raw = sample("payment_capture_completed")
-    signed = paypal_host.sign(raw, WEBHOOK_ID, cert_url=f"https://{paypal_host.host}/other")
+    signed = paypal_host.sign(raw, WEBHOOK_ID, cert_url=f"https://{paypal_host.host}{other}")
     with pytest.raises(error):
         await https_verifier(paypal_host, [WEBHOOK_ID]).verify(signed, raw)
-    assert paypal_host.fetches == ["/other"]  # one request, no redirect followed
+    assert paypal_host.fetches == [other]  # one request, no redirect followed
 
 
 async def test_an_unreachable_certificate_host_is_a_retryable_outage(tmp_path: Path) -> None:

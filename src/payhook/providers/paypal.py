@@ -52,6 +52,9 @@ CERT_HOSTS = (
     "api.sandbox.paypal.com",
     "api-m.sandbox.paypal.com",
 )
+CERT_PATH = "/v1/notifications/certs/"
+"""Where PayPal serves its webhook signing certificates (PAYPAL-CERT-URL); nothing else on its
+hosts is fetched."""
 AUTH_ALGO = "SHA256withRSA"
 _MAX_CERT_BYTES = 64 * 1024
 
@@ -84,21 +87,31 @@ class CertificateCache:
         self._clock = clock
         self._max = max_entries
         self._keys: OrderedDict[str, tuple[rsa.RSAPublicKey, float]] = OrderedDict()
-        self._lock = asyncio.Lock()
+        # One fetch in flight per URL, which the requests for that URL share. A cached key is
+        # answered without waiting for anyone's fetch: a sender naming new certificate URLs
+        # (any path on PayPal's hosts, before any signature can be checked) holds up no one.
+        self._fetching: dict[str, asyncio.Future[tuple[rsa.RSAPublicKey, float]]] = {}
 
     async def public_key(self, url: str) -> rsa.RSAPublicKey:
         """The RSA key of the certificate at `url`; SignatureInvalid unless it is PayPal's."""
         self._check_url(url)
-        async with self._lock:
-            cached = self._keys.get(url)
-            if cached is not None and self._clock() < cached[1]:
-                self._keys.move_to_end(url)
-                return cached[0]
-            key, expires = self._load(await self._fetch(url))
-            self._keys[url] = (key, expires)
-            if len(self._keys) > self._max:
-                self._keys.popitem(last=False)
-            return key
+        cached = self._keys.get(url)
+        if cached is not None and self._clock() < cached[1]:
+            self._keys.move_to_end(url)
+            return cached[0]
+        fetching = self._fetching.get(url)
+        if fetching is None:
+            fetching = asyncio.ensure_future(self._fetch_and_load(url))
+            self._fetching[url] = fetching
+            fetching.add_done_callback(lambda _: self._fetching.pop(url, None))
+        key, expires = await asyncio.shield(fetching)
+        self._keys[url] = (key, expires)
+        if len(self._keys) > self._max:
+            self._keys.popitem(last=False)
+        return key
+
+    async def _fetch_and_load(self, url: str) -> tuple[rsa.RSAPublicKey, float]:
+        return self._load(await self._fetch(url))
 
     def _check_url(self, url: str) -> None:
         try:
@@ -108,6 +121,8 @@ class CertificateCache:
             raise SignatureInvalid("PAYPAL-CERT-URL is not a URL.") from None
         if parts.scheme != "https" or parts.username or parts.password or host not in self._hosts:
             raise SignatureInvalid("PAYPAL-CERT-URL is not an HTTPS URL on a PayPal host.")
+        if not parts.path.startswith(CERT_PATH) or parts.query or parts.fragment:
+            raise SignatureInvalid(f"PAYPAL-CERT-URL is not under {CERT_PATH} on its host.")
 
     def _load(self, pem: bytes) -> tuple[rsa.RSAPublicKey, float]:
         try:
