@@ -32,10 +32,9 @@ class LoginThrottle:
     def check(self, client: str) -> None:
         """Raise TooManyRequests while `client` (or everyone) has failed too often."""
         now = time.monotonic()
-        for failures, limit in (
-            (self._all, self.overall),
-            (self._recent(client, now), self.per_client),
-        ):
+        # Only a failure makes an entry: checking an address never grows the table.
+        mine = self._failures.get(client, deque())
+        for failures, limit in ((self._all, self.overall), (mine, self.per_client)):
             self._expire(failures, now)
             if len(failures) >= limit:
                 wait = max(1, int(failures[0] + self.window_seconds - now) + 1)
