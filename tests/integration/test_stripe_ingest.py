@@ -362,6 +362,14 @@ async def test_the_console_shows_provider_state_and_events(client: httpx.AsyncCl
     assert show == "provider=stripe&amp;raw=true&amp;offset=0"
     raw = await client.get(f"/console/transactions/{PI}?" + html.unescape(show))
     assert fixture("charge.dispute.created").decode()[:40] in html.unescape(raw.text)
+    # A stale Replay (the payment is not FAILED) links back to this payment, not another
+    # provider's row of the same id.
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', dashboard.text)
+    assert found is not None
+    action = f"/console/transactions/{PI}/retry?provider=stripe"
+    stale = await client.post(action, data={"csrf": found[1]}, headers={"origin": BASE})
+    assert stale.status_code == 409, stale.text
+    assert f'href="/console/transactions/{PI}?provider=stripe"' in stale.text
 
 
 async def test_purge_forgets_event_bodies_but_not_their_dedupe(

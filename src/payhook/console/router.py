@@ -108,8 +108,10 @@ def error_page(request: Request, error: PayhookError) -> HTMLResponse:
         error.status_code,
         error.headers(),
         error=error,
-        # A link to the transaction as it is now, when it exists (a stale Replay button's 409).
+        # A link to the transaction as it is now, when it exists (a stale Replay button's 409),
+        # of the provider the button named (else another provider's row of that id opened).
         transaction_id=error.extra.get("transaction_id") if error.status_code == 409 else None,
+        provider=request.query_params.get("provider"),
     )
 
 
