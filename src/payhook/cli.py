@@ -425,6 +425,12 @@ async def _purge(settings: Settings, cutoff: datetime, action: Action) -> int:
 @click.option("--id", "ids", multiple=True, help="A FAILED transaction to replay; repeatable.")
 @click.option("--status", type=click.Choice(["FAILED"]), default="FAILED", show_default=True)
 @click.option("--account", help="Only transactions from or to this account.")
+@click.option(
+    "--provider",
+    type=click.Choice([*PROVIDERS, "none"]),
+    help="Only this provider's payments (`none`: the generic endpoint's); with --id, picks one "
+    "where an id exists under several providers.",
+)
 @click.option("--currency", help="Only transactions in this currency.")
 @click.option("--created-after", help="ISO 8601 with a zone, e.g. 2026-01-01T00:00:00Z.")
 @click.option("--created-before", help="ISO 8601 with a zone.")

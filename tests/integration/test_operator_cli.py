@@ -106,6 +106,11 @@ def test_replay_cli_goes_through_the_api(server: tuple[PayhookProcess, Settings]
         env={"ADMIN_TOKEN": TOKEN},
     )
     assert last_line(one.output) == "replayed 1 r-1", one.output
+    # --provider narrows: r-2 is the generic endpoint's, so as a Stripe payment nothing matches.
+    stripe = runner.invoke(
+        main, [*base, "--id", "r-2", "--provider", "stripe"], env={"ADMIN_TOKEN": TOKEN}
+    )
+    assert last_line(stripe.output) == "replayed 0", stripe.output
     rest = runner.invoke(main, [*base, "--all"], env={"ADMIN_TOKEN": TOKEN})
     assert last_line(rest.output) == "replayed 1 r-2"
     timeline = httpx.get(f"{api.base_url}/v1/transactions/r-1/timeline", headers=ADMIN).json()
