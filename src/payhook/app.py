@@ -183,6 +183,7 @@ def build_runtime(settings: Settings, *, run_executor: bool) -> Runtime:
         delay_seconds=settings.processing_delay_seconds,
         max_batch=settings.ingest_max_batch,
         on_stored=scheduler.notify_due if scheduler else None,
+        timeout_seconds=settings.database_timeout_seconds,
     )
     return Runtime(
         settings,

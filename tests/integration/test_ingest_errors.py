@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 
 from payhook.config import Settings
 from payhook.db import create_engine
 from payhook.errors import ServiceUnavailable
+from payhook.providers.ingest import ProviderIngestor
+from payhook.providers.registry import PROVIDERS
+from payhook.providers.repository import ProviderEventRepository
 from payhook.transactions.records import IngestResult, NewDelivery
 from payhook.transactions.repository import TransactionRepository
 from payhook.transactions.schemas import TransactionIn
 from payhook.webhooks.ingest import Ingestor
 
 pytestmark = pytest.mark.anyio
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 TRANSACTION = TransactionIn(
     transaction_id="txn_errors",
@@ -89,3 +97,39 @@ async def test_a_driver_that_lost_its_connection_state_is_an_outage(
     )
     with pytest.raises(ServiceUnavailable, match="nothing was recorded"):
         await ingest_through_a_write_raising(lost, sqlite_url, monkeypatch)
+
+
+async def test_a_provider_event_gets_a_503_within_the_deadline_while_the_database_is_held(
+    sqlite_url: str,
+) -> None:
+    """A database that stops answering (here: another writer holding SQLite's write lock,
+    which payhook would wait on for its 30 s busy timeout) costs a provider's request a 503
+    within DATABASE_TIMEOUT_SECONDS, as on the generic endpoint; nothing is stored."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    engine = create_engine(Settings(database_url=sqlite_url))
+    provider = PROVIDERS["stripe"]
+    raw = (FIXTURES / "stripe" / "payment_intent.succeeded.json").read_bytes()
+    running = ProviderIngestor(
+        ProviderEventRepository(engine), delay_seconds=30, max_batch=10, timeout_seconds=1.0
+    )
+    running.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable, match="nothing was recorded"):
+            # The hang guard only: broken, this waits out SQLite's 30 s busy timeout.
+            await asyncio.wait_for(running.ingest(provider.parse({}, raw)), timeout=20)
+        assert time.monotonic() - started < 20
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        await running.stop()
+        await engine.dispose()
+    check = create_engine(Settings(database_url=sqlite_url))
+    try:
+        async with check.connect() as conn:
+            stored = (await conn.execute(text("SELECT count(*) FROM provider_events"))).scalar()
+    finally:
+        await check.dispose()
+    assert stored == 0

@@ -32,11 +32,18 @@ class ProviderIngestor:
         delay_seconds: float,
         max_batch: int,
         on_stored: Callable[[datetime], None] | None = None,
+        timeout_seconds: float = 5.0,
     ) -> None:
         self._delay = timedelta(seconds=delay_seconds)
         self._on_stored = on_stored
         self._committer: GroupCommitter[ProviderDelivery, list[EventReceipt]] = GroupCommitter(
-            repository.ingest, max_batch=max_batch, name="provider_ingest", writers=WRITERS
+            repository.ingest,
+            max_batch=max_batch,
+            name="provider_ingest",
+            writers=WRITERS,
+            # A database that stops answering costs the provider a 503 within seconds, as on
+            # the generic endpoint (DATABASE_TIMEOUT_SECONDS), never a request held open.
+            timeout_seconds=timeout_seconds,
         )
 
     def start(self) -> None:
