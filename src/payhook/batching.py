@@ -5,9 +5,10 @@ Callers `submit` an item and wait. One writer task takes everything queued so fa
 While a write is in flight new items queue up, so batches grow exactly as fast as load does and
 an idle system adds no latency. With `writers` > 1, another writer takes the next batch while
 one is in flight (the write must then be safe to run concurrently with itself). With
-`timeout_seconds`, every caller is answered within it: a write longer than that fails (its
-callers get the TimeoutError), a caller still waiting at its deadline gets a TimeoutError, and
-an item whose caller stopped waiting is not written.
+`timeout_seconds`, every caller is answered within twice it: a write longer than that fails (its
+callers get the TimeoutError); a caller whose item is still queued at its deadline gets a
+TimeoutError and its item is not written; one whose item is in a write by then waits for that
+write's own outcome (answering it 503 while the write went on to commit would be false).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class GroupCommitter(Generic[T, R]):
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._writing: set[asyncio.Future[R]] = set()  # callers whose items a write holds
 
     def start(self) -> None:
         self._tasks = [
@@ -77,7 +79,7 @@ class GroupCommitter(Generic[T, R]):
         # The caller's deadline as one timer on its future, not `asyncio.timeout` around the
         # wait (a context manager cancelling and un-cancelling the task): the same answer, at
         # a third of the CPU, on every request of the webhook.
-        overdue = loop.call_later(self._timeout, _time_out, future)
+        overdue = loop.call_later(self._timeout, self._time_out, future)
         try:
             return await future
         finally:
@@ -98,6 +100,15 @@ class GroupCommitter(Generic[T, R]):
         batch = [(item, future) for item, future in batch if not future.done()]
         if not batch:
             return
+        futures = [future for _, future in batch]
+        self._writing.update(futures)
+        # The write's deadline answers its callers at once, while an abandoned write may still
+        # take a while to unwind (closing a connection to a database that stopped answering).
+        expiry = (
+            None
+            if self._timeout is None
+            else asyncio.get_running_loop().call_later(self._timeout, _expire, futures)
+        )
         try:
             # A write that hangs (a database that stopped answering) is abandoned, so the writes
             # queued behind it are not held too, and the next one starts on a fresh connection.
@@ -109,12 +120,23 @@ class GroupCommitter(Generic[T, R]):
                 if not future.done():
                     future.set_exception(exc)
             return
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            self._writing.difference_update(futures)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
 
+    def _time_out(self, future: asyncio.Future[R]) -> None:
+        """A caller's deadline passed: a TimeoutError if its item is still queued (then skipped);
+        an item already in a write is answered by that write, or at the write's own deadline."""
+        if not future.done() and future not in self._writing:
+            future.set_exception(TimeoutError())
 
-def _time_out(future: asyncio.Future[R]) -> None:
-    """A caller's deadline passed: it gets a TimeoutError (its item, still queued, is skipped)."""
-    if not future.done():
-        future.set_exception(TimeoutError())
+
+def _expire(futures: Sequence[asyncio.Future[R]]) -> None:
+    """A write's deadline passed: it is being abandoned, so its callers get a TimeoutError."""
+    for future in futures:
+        if not future.done():
+            future.set_exception(TimeoutError())

@@ -154,3 +154,25 @@ async def test_a_caller_is_answered_at_its_deadline_even_while_the_write_unwinds
     assert not unwound.is_set()
     await committer.stop()
     assert unwound.is_set()
+
+
+async def test_a_deadline_passing_during_its_write_answers_with_the_writes_outcome() -> None:
+    """Queued behind a slow write, an item gets into the next write before its caller's
+    deadline; the deadline passing while that write runs must not answer "nothing stored"
+    (a 503) for a row the write then commits: the caller gets the write's result. (Times: the
+    deadline 2 s, each write 1.5 s, the second caller 0.3 s after the first; it is answered at
+    about 3 s, past its own deadline at 2.3 s, and within twice the deadline.)"""
+
+    async def write(items: Sequence[int]) -> list[int]:
+        await asyncio.sleep(1.5)
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(
+        write, max_batch=1, name="t", timeout_seconds=2.0
+    )
+    committer.start()
+    first = asyncio.create_task(committer.submit(1))
+    await asyncio.sleep(0.3)
+    assert await committer.submit(2) == 2
+    assert await first == 1
+    await committer.stop()
