@@ -127,7 +127,11 @@ class TransactionRepository:
         for item in batch:
             firsts.setdefault(item.transaction.transaction_id, item)
         async with self._ingest_steps() as steps:
-            inserted = await steps.insert_new([_new_row(item) for item in firsts.values()])
+            # Rows in key order: two processes' batches naming the same new ids in other orders
+            # would otherwise each wait on the other's uncommitted row (a deadlock on
+            # PostgreSQL, every request of the aborted batch a 503).
+            new = [_new_row(firsts[key]) for key in sorted(firsts)]
+            inserted = await steps.insert_new(new)
             known = list(firsts.keys() - inserted)
             found = await steps.stored(STORED_COLUMNS, known) if known else []
             stored = {
@@ -419,7 +423,7 @@ def bounded_deliveries(
         else:
             same["repeats"] += 1
             same["last_received_at"] = row["received_at"]
-    return list(merged.values())
+    return [merged[key] for key in sorted(merged)]  # key order, as the new rows (no deadlock)
 
 
 def _content_of(item: NewDelivery) -> TransactionContent:
