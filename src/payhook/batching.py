@@ -5,10 +5,10 @@ Callers `submit` an item and wait. One writer task takes everything queued so fa
 While a write is in flight new items queue up, so batches grow exactly as fast as load does and
 an idle system adds no latency. With `writers` > 1, another writer takes the next batch while
 one is in flight (the write must then be safe to run concurrently with itself). With
-`timeout_seconds`, every caller is answered within twice it: a write longer than that fails (its
+`timeout_seconds`, every caller is answered within it: a write longer than that fails (its
 callers get the TimeoutError); a caller whose item is still queued at its deadline gets a
-TimeoutError and its item is not written; one whose item is in a write by then waits for that
-write's own outcome (answering it 503 while the write went on to commit would be false).
+TimeoutError and its item is not written; one whose item is in a write by then gets
+OutcomeUnknown (a TimeoutError too): that write may still commit.
 """
 
 from __future__ import annotations
@@ -27,6 +27,17 @@ log = structlog.get_logger(__name__)
 
 class CommitterStopped(RuntimeError):
     """A submission to a committer that is not running (not started yet, or stopping)."""
+
+
+class OutcomeUnknown(TimeoutError):
+    """The caller's deadline passed while its item was in a write that may still commit."""
+
+
+UNCONFIRMED = (
+    "The database did not confirm the write in time; it may still have been stored. Retry: "
+    "if it was, the retry is answered as a duplicate."
+)
+"""The 503's detail for OutcomeUnknown: "nothing was recorded" would not be known to be true."""
 
 
 class GroupCommitter(Generic[T, R]):
@@ -102,13 +113,6 @@ class GroupCommitter(Generic[T, R]):
             return
         futures = [future for _, future in batch]
         self._writing.update(futures)
-        # The write's deadline answers its callers at once, while an abandoned write may still
-        # take a while to unwind (closing a connection to a database that stopped answering).
-        expiry = (
-            None
-            if self._timeout is None
-            else asyncio.get_running_loop().call_later(self._timeout, _expire, futures)
-        )
         try:
             # A write that hangs (a database that stopped answering) is abandoned, so the writes
             # queued behind it are not held too, and the next one starts on a fresh connection.
@@ -121,22 +125,13 @@ class GroupCommitter(Generic[T, R]):
                     future.set_exception(exc)
             return
         finally:
-            if expiry is not None:
-                expiry.cancel()
             self._writing.difference_update(futures)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
 
     def _time_out(self, future: asyncio.Future[R]) -> None:
-        """A caller's deadline passed: a TimeoutError if its item is still queued (then skipped);
-        an item already in a write is answered by that write, or at the write's own deadline."""
-        if not future.done() and future not in self._writing:
-            future.set_exception(TimeoutError())
-
-
-def _expire(futures: Sequence[asyncio.Future[R]]) -> None:
-    """A write's deadline passed: it is being abandoned, so its callers get a TimeoutError."""
-    for future in futures:
+        """A caller's deadline passed: a TimeoutError if its item is still queued (it is then
+        skipped), OutcomeUnknown if a write holds it (that write may yet commit)."""
         if not future.done():
-            future.set_exception(TimeoutError())
+            future.set_exception(OutcomeUnknown() if future in self._writing else TimeoutError())

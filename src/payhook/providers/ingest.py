@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from payhook.batching import CommitterStopped, GroupCommitter
+from payhook.batching import UNCONFIRMED, CommitterStopped, GroupCommitter, OutcomeUnknown
 from payhook.db import STORAGE_ERRORS
 from payhook.errors import ServiceUnavailable
 from payhook.providers.model import EventReceipt, EventVerdict, ProviderEvent
@@ -58,6 +58,9 @@ class ProviderIngestor:
         delivery = ProviderDelivery(events, received_at, received_at + self._delay)
         try:
             receipts = await self._committer.submit(delivery)
+        except OutcomeUnknown as exc:
+            log.warning("provider_webhook.store_unconfirmed", error=type(exc).__name__)
+            raise ServiceUnavailable(UNCONFIRMED) from exc
         except (*STORAGE_ERRORS, CommitterStopped) as exc:
             log.warning("provider_webhook.store_failed", error=type(exc).__name__)
             raise ServiceUnavailable(

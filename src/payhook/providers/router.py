@@ -96,7 +96,10 @@ def _documented(provider: Provider) -> Mapping[str, Any]:
             408: problem_response("The body did not arrive within the time allowed."),
             413: problem_response(f"The body is larger than {MAX_BODY_BYTES} bytes."),
             415: problem_response("The Content-Type is not JSON."),
-            503: problem_response("Storage unavailable; nothing stored. Retry after Retry-After."),
+            503: problem_response(
+                "Storage unavailable: nothing stored, unless the detail says the write was not "
+                "confirmed in time (a retry then finds it). Retry after Retry-After."
+            ),
         },
         "openapi_extra": {
             "requestBody": {

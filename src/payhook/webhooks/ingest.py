@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from payhook.batching import CommitterStopped, GroupCommitter
+from payhook.batching import UNCONFIRMED, CommitterStopped, GroupCommitter, OutcomeUnknown
 from payhook.db import STORAGE_ERRORS
 from payhook.errors import ServiceUnavailable
 from payhook.transactions.records import IngestResult, NewDelivery
@@ -56,6 +56,9 @@ class Ingestor:
         delivery = NewDelivery(transaction, raw_body, received_at, due_at, self._signature)
         try:
             result = await self._committer.submit(delivery)
+        except OutcomeUnknown as exc:
+            log.warning("webhook.store_unconfirmed", error=type(exc).__name__)
+            raise ServiceUnavailable(UNCONFIRMED) from exc
         except (*STORAGE_ERRORS, CommitterStopped) as exc:
             log.warning("webhook.store_failed", error=type(exc).__name__)
             raise ServiceUnavailable(

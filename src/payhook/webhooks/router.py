@@ -45,7 +45,10 @@ router = APIRouter(tags=["webhooks"])
         413: problem_response(f"The body is larger than {MAX_BODY_BYTES} bytes."),
         415: problem_response("The Content-Type is not JSON."),
         422: problem_response("A field is missing or invalid; the message names it."),
-        503: problem_response("Storage unavailable; nothing stored. Retry after Retry-After."),
+        503: problem_response(
+            "Storage unavailable: nothing stored, unless the detail says the write was not "
+            "confirmed in time (a retry of a stored one is a duplicate). Retry after Retry-After."
+        ),
     },
     openapi_extra={
         "requestBody": {
