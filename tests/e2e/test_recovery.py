@@ -77,9 +77,9 @@ def test_kill_9_while_waiting_and_running_then_restart_processes_each_once(
         server.stop()
     calls = read_calls(tmp_path / "calls.txt")
     per_id = Counter(key for key, _ in calls)
-    # Posted 1.5 s before falling due and killed at once: most were still waiting (on a slow
-    # machine a few may have run before the kill; they too must have run once).
-    assert len(waiting_at_kill) >= len(waiting) // 2, waiting_at_kill
+    # Posted 1.5 s before falling due and killed at once: some were still waiting (on a loaded
+    # machine others may have run before the kill; they too must have run once).
+    assert waiting_at_kill, "none was still waiting at the kill: the test proved nothing"
     assert all(per_id[key] == 1 for key in waiting), per_id
     # A step that was mid-flight when the process died runs again once its lease lapses (the
     # crash hid whether it finished); the retry is attempt 2, with the same idempotency key.

@@ -160,23 +160,32 @@ async def test_a_deadline_passing_during_its_write_says_the_outcome_is_unknown()
     """Queued behind a slow write, an item gets into the next write before its caller's
     deadline, which then passes while that write runs: the caller is answered at its deadline,
     not told "nothing stored" (a plain TimeoutError) for a row the write then commits, but
-    OutcomeUnknown. (The deadline 2 s, each write 1.5 s, the second caller 0.3 s after the
-    first: its deadline at 2.3 s falls inside its write, from 1.5 to 3.0 s.)"""
+    OutcomeUnknown. Ordered by events, not sleeps: the first write ends 2 s after the second
+    caller came (so the second write's own deadline falls 2 s after the caller's), and the
+    second write ends only once its caller has been answered."""
+    second_may_end = asyncio.Event()
     written: list[list[int]] = []
 
     async def write(items: Sequence[int]) -> list[int]:
-        await asyncio.sleep(1.5)
+        if items == [1]:
+            await first_may_end.wait()
+        else:
+            await second_may_end.wait()
         written.append(list(items))
         return list(items)
 
+    first_may_end = asyncio.Event()
     committer: GroupCommitter[int, int] = GroupCommitter(
-        write, max_batch=1, name="t", timeout_seconds=2.0
+        write, max_batch=1, name="t", timeout_seconds=4.0
     )
     committer.start()
     first = asyncio.create_task(committer.submit(1))
-    await asyncio.sleep(0.3)
-    with pytest.raises(OutcomeUnknown):
-        await committer.submit(2)
+    second = asyncio.create_task(committer.submit(2))
+    await asyncio.sleep(2.0)
+    first_may_end.set()  # the second write starts now; its caller's deadline is in 2 s
     assert await first == 1
+    with pytest.raises(OutcomeUnknown):
+        await second
+    second_may_end.set()  # the write its caller gave up on goes on, and stores it
     await committer.stop()
-    assert written == [[1], [2]]  # it was stored after all: its retry will be a duplicate
+    assert written == [[1], [2]]  # stored after all: its retry will be a duplicate
