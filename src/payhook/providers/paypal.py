@@ -90,7 +90,7 @@ class CertificateCache:
         # One fetch in flight per URL, which the requests for that URL share. A cached key is
         # answered without waiting for anyone's fetch: a sender naming new certificate URLs
         # (any path on PayPal's hosts, before any signature can be checked) holds up no one.
-        self._fetching: dict[str, asyncio.Future[tuple[rsa.RSAPublicKey, float]]] = {}
+        self._fetching: dict[str, asyncio.Future[rsa.RSAPublicKey]] = {}
 
     async def public_key(self, url: str) -> rsa.RSAPublicKey:
         """The RSA key of the certificate at `url`; SignatureInvalid unless it is PayPal's."""
@@ -101,17 +101,18 @@ class CertificateCache:
             return cached[0]
         fetching = self._fetching.get(url)
         if fetching is None:
-            fetching = asyncio.ensure_future(self._fetch_and_load(url))
+            fetching = asyncio.ensure_future(self._fetch_and_keep(url))
             self._fetching[url] = fetching
             fetching.add_done_callback(lambda _: self._fetching.pop(url, None))
-        key, expires = await asyncio.shield(fetching)
+        return await asyncio.shield(fetching)
+
+    async def _fetch_and_keep(self, url: str) -> rsa.RSAPublicKey:
+        """Fetch and check the certificate, then keep its key (once, for every waiter)."""
+        key, expires = self._load(await self._fetch(url))
         self._keys[url] = (key, expires)
         if len(self._keys) > self._max:
             self._keys.popitem(last=False)
         return key
-
-    async def _fetch_and_load(self, url: str) -> tuple[rsa.RSAPublicKey, float]:
-        return self._load(await self._fetch(url))
 
     def _check_url(self, url: str) -> None:
         try:
